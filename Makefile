@@ -1,0 +1,30 @@
+# Two entry points for a fresh machine: `make demo` (set up + run the default study) and `make test`.
+VENV ?= .venv
+SUDO := $(shell [ "$$(id -u)" -eq 0 ] || echo sudo)
+FASHION_MNIST := /usr/share/datasets/fashion-mnist/t10k-images-idx3-ubyte.gz
+
+.PHONY: setup demo test lint benchmark dashboard
+
+setup: $(VENV)/.installed $(FASHION_MNIST)
+
+# torch first and pinned: the CPU build on local disk; an unpinned torch would pull a multi-GB CUDA build.
+$(VENV)/.installed: pyproject.toml
+	python3 -m venv $(VENV)
+	$(VENV)/bin/pip install --quiet torch==2.13.0
+	$(VENV)/bin/pip install --quiet -e '.[test]'
+	touch $@
+
+$(FASHION_MNIST):
+	$(SUDO) apt-get update -qq
+	$(SUDO) apt-get install -y -qq dataset-fashion-mnist
+
+demo: setup
+	$(VENV)/bin/autotune run studies/fashion-cnn.toml
+	$(VENV)/bin/autotune front fashion-cnn
+
+test: setup
+	$(VENV)/bin/ruff check autotune tests
+	$(VENV)/bin/pytest -q
+
+dashboard: setup
+	$(VENV)/bin/autotune dashboard

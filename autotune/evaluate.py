@@ -1,0 +1,219 @@
+"""Full evaluation: build each candidate for each target, measure it, record it in the measured study.
+
+One measured study per target (`<study>/full/<target>`), objectives = measured accuracy drop vs
+FP32 (points), p50 latency at batch 1 (ms), size on disk (MB). Every trial carries its plan as
+parameters, the measurements as user attributes, and the built model, plan and recipe as
+Optuna artifacts. Plans already evaluated are skipped, so a resumed run never duplicates.
+"""
+
+from __future__ import annotations
+
+import json
+import platform
+import tempfile
+import time
+from importlib import metadata
+from pathlib import Path
+
+import numpy as np
+import optuna
+from optuna.artifacts import FileSystemArtifactStore, upload_artifact
+from optuna.trial import TrialState
+from scipy.stats import spearmanr
+
+from autotune.context import StudyContext
+from autotune.errors import AutotuneError
+from autotune.paths import workspace
+from autotune.progress import console, progress_bar
+from autotune.promotion import Candidate
+from autotune.search_space import measured_distributions, measured_params
+from autotune.spec import HardwareSpec
+from autotune.studies import fail_interrupted_trials, open_study
+from autotune.targets import Target, make_target
+
+MEASURED_METRICS = ["accuracy_drop_pts", "latency_p50_ms", "size_mb"]
+
+
+def measured_study_name(study_name: str, target_name: str) -> str:
+    return f"{study_name}/full/{target_name}"
+
+
+def _versions() -> dict[str, str]:
+    names = ("autotune", "torch", "openvino", "nncf", "onnxruntime", "torchao", "torch-pruning", "optuna")
+    found = {}
+    for name in names:
+        try:
+            found[name] = metadata.version(name)
+        except metadata.PackageNotFoundError:
+            continue
+    return found
+
+
+class Evaluator:
+    def __init__(self, context: StudyContext, storage, artifact_dir: Path) -> None:
+        self.context = context
+        self.storage = storage
+        self.artifact_store = FileSystemArtifactStore(str(artifact_dir))
+        artifact_dir.mkdir(parents=True, exist_ok=True)
+        self.layer_names = list(context.layer_kinds)
+
+    def run(self, candidates: list[Candidate]) -> dict[str, optuna.Study]:
+        studies = {}
+        for hardware in self.context.spec.targets:
+            target = make_target(hardware)
+            ok, why = target.available()
+            if not ok:
+                console.print(f"[yellow]skipping target {hardware.name!r}: {why}")
+                continue
+            studies[hardware.name] = self.run_target(target, hardware, candidates)
+        return studies
+
+    def run_target(self, target: Target, hardware: HardwareSpec, candidates: list[Candidate]) -> optuna.Study:
+        spec = self.context.spec
+        study = open_study(self.storage, measured_study_name(spec.name, hardware.name), MEASURED_METRICS)
+        study.set_user_attr("kind", "measured")
+        study.set_user_attr("proxy_study", spec.name)
+        study.set_user_attr("target", hardware.name)
+        study.set_user_attr("throughput_batch", hardware.throughput_batch)
+        study.set_user_attr("threads", hardware.threads)
+        fail_interrupted_trials(study)
+        done = {
+            t.user_attrs.get("plan_digest"): t for t in study.get_trials(deepcopy=False, states=(TrialState.COMPLETE,))
+        }
+        todo = [c for c in candidates if c.plan.digest() not in done]
+        with progress_bar() as progress:
+            task = progress.add_task(f"full evaluation on {hardware.name}", total=len(todo))
+            for candidate in todo:
+                progress.update(
+                    task,
+                    description=f"full evaluation on {hardware.name}: {candidate.role} {candidate.plan.digest()[:8]}",
+                )
+                try:
+                    self.evaluate_one(study, target, candidate)
+                except AutotuneError as exc:
+                    if candidate.role == "fp32":
+                        raise
+                    console.print(
+                        f"[yellow]{hardware.name}: {candidate.role} {candidate.plan.digest()[:8]} failed: {exc}"
+                    )
+                progress.update(task, advance=1)
+        self.record_fidelity(study, candidates)
+        return study
+
+    def fp32_accuracy(self, study: optuna.Study) -> float:
+        value = study.user_attrs.get("fp32_accuracy")
+        if value is None:
+            raise AutotuneError(f"study {study.study_name!r}: the FP32 reference has not been measured")
+        return value
+
+    def evaluate_one(self, study: optuna.Study, target: Target, candidate: Candidate) -> None:
+        spec, workload = self.context.spec, self.context.workload
+        plan = candidate.plan
+        study.enqueue_trial(measured_params(plan, self.layer_names))
+        trial = study.ask(fixed_distributions=measured_distributions(self.layer_names))
+        trial.set_user_attr("role", candidate.role)
+        trial.set_user_attr("plan", plan.to_dict())
+        trial.set_user_attr("plan_digest", plan.digest())
+        trial.set_user_attr("plan_summary", plan.describe())
+        if candidate.proxy_trial is not None:
+            trial.set_user_attr("proxy_trial", candidate.proxy_trial)
+        for stage, scores in (("stage1", candidate.stage1), ("stage2", candidate.stage2)):
+            for name, value in scores.items():
+                trial.set_user_attr(f"{stage}.{name}", value)
+        try:
+            timings = {}
+            started = time.perf_counter()
+            model = self.context.recovery.recovered(plan, spec.recovery.full_steps)
+            timings["recovery_s"] = time.perf_counter() - started
+            builds = workspace() / "builds"
+            builds.mkdir(parents=True, exist_ok=True)
+            with tempfile.TemporaryDirectory(dir=builds) as folder:
+                started = time.perf_counter()
+                artifact = target.build(model, plan, self.context.calibration, Path(folder))
+                timings["build_s"] = time.perf_counter() - started
+                started = time.perf_counter()
+                accuracy = target.evaluate(artifact, workload.validation, workload.metric)
+                timings["evaluate_s"] = time.perf_counter() - started
+                started = time.perf_counter()
+                measurement = target.measure(artifact, workload.example_input)
+                timings["measure_s"] = time.perf_counter() - started
+                if candidate.role == "fp32":
+                    study.set_user_attr("fp32_accuracy", accuracy)
+                drop = (self.fp32_accuracy(study) - accuracy) * 100
+                recipe = self.recipe(target, candidate, artifact, accuracy, measurement)
+                (Path(folder) / "plan.json").write_text(json.dumps(plan.to_dict(), indent=2))
+                (Path(folder) / "recipe.json").write_text(json.dumps(recipe, indent=2, default=str))
+                for path in (*artifact.files, Path(folder) / "plan.json", Path(folder) / "recipe.json"):
+                    upload_artifact(artifact_store=self.artifact_store, file_path=str(path), study_or_trial=trial)
+            trial.set_user_attr(workload.metric_name, accuracy)
+            trial.set_user_attr("measurement", measurement.to_dict())
+            trial.set_user_attr("throughput_per_s", measurement.throughput_per_s)
+            trial.set_user_attr("latency_p95_ms", measurement.latency_p95_ms)
+            trial.set_user_attr("realised_precision", artifact.realised_precision)
+            trial.set_user_attr("channels", artifact.channels)
+            trial.set_user_attr("timings", timings)
+            study.tell(trial, [drop, measurement.latency_p50_ms, measurement.size_mb])
+        except Exception as exc:
+            trial.set_user_attr("fail_reason", f"{type(exc).__name__}: {exc}")
+            study.tell(trial, state=TrialState.FAIL)
+            if isinstance(exc, AutotuneError):
+                raise
+            raise AutotuneError(f"{type(exc).__name__}: {exc}") from exc
+
+    def recipe(self, target: Target, candidate: Candidate, artifact, accuracy: float, measurement) -> dict:
+        """Everything needed to rebuild this artifact exactly and to know what it is."""
+        spec, workload = self.context.spec, self.context.workload
+        return {
+            "study": spec.name,
+            "role": candidate.role,
+            "plan": candidate.plan.to_dict(),
+            "workload": {"name": workload.name, "reference": spec.workload, "fingerprint": workload.fingerprint},
+            "target": {
+                "name": target.name,
+                "backend": target.backend,
+                "file": str(target.spec.path),
+                "threads": target.spec.threads,
+                "options": target.spec.options,
+            },
+            "recovery": {"steps": spec.recovery.full_steps, **json.loads(self.context.recovery.config.to_json())},
+            "realised_precision": artifact.realised_precision,
+            "channels": artifact.channels,
+            "accuracy": accuracy,
+            "measurement": measurement.to_dict(),
+            "versions": _versions(),
+            "platform": platform.platform(),
+            "created": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
+        }
+
+    def record_fidelity(self, study: optuna.Study, candidates: list[Candidate]) -> None:
+        """Spearman of the divergence proxy at each stage against the measured accuracy drop."""
+        objective = self.context.spec.proxies.objectives[0]
+        measured = {
+            t.user_attrs["plan_digest"]: t.values[0]
+            for t in study.get_trials(deepcopy=False, states=(TrialState.COMPLETE,))
+        }
+        rows = [
+            (c.stage1.get(objective), c.stage2.get(objective), measured[c.plan.digest()])
+            for c in candidates
+            if c.plan.digest() in measured
+        ]
+        fidelity = {"objective": objective, "points": len(rows)}
+        if len(rows) >= 3:
+            data = np.array(rows, dtype=float)
+            fidelity["stage1_vs_measured"] = _spearman(data[:, 0], data[:, 2])
+            fidelity["stage2_vs_measured"] = _spearman(data[:, 1], data[:, 2])
+        study.set_user_attr("fidelity", fidelity)
+
+
+def _spearman(a: np.ndarray, b: np.ndarray) -> float | None:
+    value = spearmanr(a, b).statistic
+    return None if np.isnan(value) else float(value)
+
+
+def stage_agreement(pool: list[Candidate], objective: str) -> float | None:
+    """Spearman between stage-1 and stage-2 scores over the re-scored pool."""
+    pairs = [(c.stage1[objective], c.stage2[objective]) for c in pool if c.stage2]
+    if len(pairs) < 3:
+        return None
+    data = np.array(pairs)
+    return _spearman(data[:, 0], data[:, 1])

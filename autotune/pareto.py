@@ -1,0 +1,49 @@
+"""Pareto fronts and spreading a choice along one (all objectives minimised)."""
+
+from __future__ import annotations
+
+import numpy as np
+
+
+def pareto_mask(values: np.ndarray) -> np.ndarray:
+    """True for the rows no other row dominates (<= everywhere and < somewhere)."""
+    values = np.asarray(values, dtype=float)
+    dominated = np.zeros(len(values), dtype=bool)
+    for i, row in enumerate(values):
+        better_or_equal = np.all(values <= row, axis=1)
+        strictly_better = np.any(values < row, axis=1)
+        dominated[i] = np.any(better_or_equal & strictly_better)
+    return ~dominated
+
+
+def nondominated_ranks(values: np.ndarray) -> np.ndarray:
+    """0 for the front, 1 for the front once it is removed, and so on."""
+    values = np.asarray(values, dtype=float)
+    ranks = np.full(len(values), -1)
+    remaining = np.arange(len(values))
+    rank = 0
+    while remaining.size:
+        mask = pareto_mask(values[remaining])
+        ranks[remaining[mask]] = rank
+        remaining = remaining[~mask]
+        rank += 1
+    return ranks
+
+
+def spread(values: np.ndarray, count: int) -> list[int]:
+    """Indices of `count` points spread along the given points: the extremes first, then farthest-first."""
+    values = np.asarray(values, dtype=float)
+    if len(values) <= count:
+        return list(range(len(values)))
+    span = values.max(axis=0) - values.min(axis=0)
+    scaled = (values - values.min(axis=0)) / np.where(span > 0, span, 1.0)
+    chosen: list[int] = []
+    for column in range(scaled.shape[1]):
+        best = int(np.argmin(scaled[:, column]))
+        if best not in chosen and len(chosen) < count:
+            chosen.append(best)
+    while len(chosen) < count:
+        distance = np.min(np.linalg.norm(scaled[:, None, :] - scaled[None, chosen, :], axis=2), axis=1)
+        distance[chosen] = -1.0
+        chosen.append(int(np.argmax(distance)))
+    return chosen

@@ -1,0 +1,25 @@
+"""Rich progress bars shared by training, search and evaluation (trials done, ETA, a status field)."""
+
+from __future__ import annotations
+
+import shutil
+
+from rich.console import Console
+from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn, TimeRemainingColumn
+
+# Piped output (CI logs, `| tee`) would otherwise be cut to 80 columns and fold every table.
+_probe = Console(stderr=True)
+console = Console(stderr=True, width=None if _probe.is_terminal else max(160, shutil.get_terminal_size().columns))
+
+
+def progress_bar() -> Progress:
+    return Progress(
+        TextColumn("[progress.description]{task.description}"),
+        BarColumn(),
+        MofNCompleteColumn(),
+        TimeElapsedColumn(),
+        TextColumn("eta"),
+        TimeRemainingColumn(),
+        console=console,
+        transient=False,
+    )

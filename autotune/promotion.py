@@ -1,0 +1,105 @@
+"""Multi-fidelity promotion: re-score the best proxy trials with a longer recovery, pick K spread along the front.
+
+Stage 1 is the search itself (short recovery per pruning sub-plan). Stage 2 re-scores up to
+`rescore` plans from the best non-dominated ranks with `rescore_steps`. The K promoted plans
+then get the full recovery budget and the real build (stage 3, evaluate.py).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+import numpy as np
+import optuna
+from optuna.trial import TrialState
+
+from autotune.context import StudyContext
+from autotune.pareto import nondominated_ranks, spread
+from autotune.plan import Plan
+from autotune.progress import console, progress_bar
+from autotune.scoring import ProxyScorer
+
+
+@dataclass
+class Candidate:
+    role: str  # "fp32", "int8" (references) or "candidate"
+    plan: Plan
+    proxy_trial: int | None = None
+    stage1: dict[str, float] = field(default_factory=dict)  # proxies after the search recovery
+    stage2: dict[str, float] = field(default_factory=dict)  # proxies after the rescore recovery
+
+
+def pick_by_rank(values: np.ndarray, count: int) -> list[int]:
+    """`count` indices, filling from the best non-dominated rank down, spread within the last rank used."""
+    ranks = nondominated_ranks(values)
+    picked: list[int] = []
+    for rank in range(ranks.max() + 1 if len(ranks) else 0):
+        members = np.flatnonzero(ranks == rank)
+        room = count - len(picked)
+        if room <= 0:
+            break
+        if len(members) > room:
+            members = members[spread(values[members], room)]
+        picked.extend(int(i) for i in members)
+    return picked
+
+
+def promote(context: StudyContext, scorer: ProxyScorer, study: optuna.Study) -> tuple[list[Candidate], list[Candidate]]:
+    """Return (rescored pool, promoted candidates). References are excluded: they are always evaluated."""
+    spec = context.spec
+    objectives = list(scorer.objectives)
+    reference_digests = {plan.digest() for plan in context.reference_plans().values()}
+    unique: dict[str, optuna.trial.FrozenTrial] = {}
+    for trial in study.get_trials(deepcopy=False, states=(TrialState.COMPLETE,)):
+        digest = trial.user_attrs.get("plan_digest")
+        if digest and digest not in reference_digests:
+            unique.setdefault(digest, trial)
+    trials = list(unique.values())
+    if not trials:
+        return [], []
+    values = np.array([t.values for t in trials])
+    pool = [
+        Candidate(
+            "candidate",
+            Plan.from_dict(trials[i].user_attrs["plan"]),
+            trials[i].number,
+            stage1={n: trials[i].user_attrs[f"proxy.{n}"] for n in scorer.proxies},
+        )
+        for i in pick_by_rank(values, spec.rescore)
+    ]
+    rescored: list[Candidate] = []
+    with progress_bar() as progress:
+        task = progress.add_task(f"re-scoring with {spec.recovery.rescore_steps} recovery steps", total=len(pool))
+        for candidate in pool:
+            try:
+                candidate.stage2 = scorer.score(candidate.plan, spec.recovery.rescore_steps)
+                rescored.append(candidate)
+            except Exception as exc:  # one bad plan must not stop promotion of the others
+                console.print(f"[yellow]re-scoring trial {candidate.proxy_trial} failed: {exc}")
+            progress.update(task, advance=1)
+    if not rescored:
+        return pool, []
+    stage2 = np.array([[c.stage2[n] for n in objectives] for c in rescored])
+    promoted = [rescored[i] for i in pick_by_rank(stage2, spec.promote)]
+    study.set_user_attr(
+        "staging",
+        [
+            {
+                "trial": c.proxy_trial,
+                "plan_digest": c.plan.digest(),
+                "stage1": c.stage1,
+                "stage2": c.stage2,
+                "promoted": c in promoted,
+            }
+            for c in pool
+        ],
+    )
+    return rescored, promoted
+
+
+def reference_candidates(context: StudyContext, scorer: ProxyScorer) -> list[Candidate]:
+    references = []
+    for role, plan in context.reference_plans().items():
+        scores = scorer.score(plan, 0)  # unpruned: recovery budget does not change them
+        references.append(Candidate(role, plan, None, stage1=scores, stage2=scores))
+    return references

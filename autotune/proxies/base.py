@@ -1,0 +1,109 @@
+"""The proxy protocol and the context a proxy reads (the compressed model, the teacher's outputs)."""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass, field
+from functools import cached_property
+from typing import Any, ClassVar
+
+import torch
+from torch import nn
+
+from autotune.errors import ProxyError
+from autotune.plan import Plan
+
+
+@dataclass(frozen=True)
+class LayerStats:
+    params: int  # weight + bias elements
+    macs: int  # multiply-accumulates for one input sample
+
+
+def layer_stats(model: nn.Module, example_input: torch.Tensor) -> dict[str, LayerStats]:
+    """Parameters and MACs per conv/linear layer, measured by running one sample through the model."""
+    stats: dict[str, LayerStats] = {}
+
+    def record(name: str, module: nn.Module, output: torch.Tensor) -> None:
+        params = sum(p.numel() for p in module.parameters(recurse=False))
+        if isinstance(module, nn.Conv2d):
+            per_output = module.in_channels // module.groups * module.kernel_size[0] * module.kernel_size[1]
+            macs = output[0].numel() * per_output
+        else:
+            macs = module.in_features * module.out_features
+        stats[name] = LayerStats(params, macs)
+
+    hooks = [
+        module.register_forward_hook(lambda m, i, out, name=name: record(name, m, out))
+        for name, module in model.named_modules()
+        if isinstance(module, (nn.Conv2d, nn.Linear))
+    ]
+    try:
+        with torch.no_grad():
+            model(example_input[:1])
+    finally:
+        for hook in hooks:
+            hook.remove()
+    return stats
+
+
+@dataclass
+class ProxyContext:
+    """What a proxy may look at for one plan. Model outputs are computed once, on first use."""
+
+    plan: Plan
+    compressed: nn.Module  # pruned, recovered, weights fake-quantized
+    recovered: nn.Module  # pruned and recovered, full-precision weights
+    reference: nn.Module  # the FP32 model
+    calibration: torch.Tensor
+    reference_logits: torch.Tensor
+    settings: dict[str, dict[str, Any]] = field(default_factory=dict)
+
+    @cached_property
+    def logits(self) -> torch.Tensor:
+        with torch.no_grad():
+            return self.compressed(self.calibration)
+
+    @cached_property
+    def stats(self) -> dict[str, LayerStats]:
+        return layer_stats(self.recovered, self.calibration)
+
+    @cached_property
+    def reference_stats(self) -> dict[str, LayerStats]:
+        return layer_stats(self.reference, self.calibration)
+
+    @cached_property
+    def other_params(self) -> int:
+        """Parameters outside conv/linear layers (BatchNorm, ...), kept in FP32 by every target."""
+        total = sum(p.numel() for p in self.recovered.parameters())
+        return total - sum(s.params for s in self.stats.values())
+
+
+class Proxy:
+    """A cheap metric of a plan; lower is better. Subclasses set `name` and `unit` and implement `compute`."""
+
+    name: ClassVar[str] = ""
+    unit: ClassVar[str] = ""
+    description: ClassVar[str] = ""
+
+    def __init__(self, settings: dict[str, Any] | None = None) -> None:
+        self.settings = settings or {}
+
+    @classmethod
+    def check_settings(cls, fields) -> None:
+        """Validate this proxy's table in a recipe; the default accepts none."""
+        fields.reject_unknown()
+
+    def compute(self, context: ProxyContext) -> float:
+        raise NotImplementedError
+
+    def __call__(self, context: ProxyContext) -> float:
+        try:
+            value = float(self.compute(context))
+        except ProxyError:
+            raise
+        except Exception as exc:
+            raise ProxyError(f"proxy {self.name!r} raised {type(exc).__name__}: {exc}") from exc
+        if not math.isfinite(value):
+            raise ProxyError(f"proxy {self.name!r} returned {value} for plan {context.plan.describe()}")
+        return value

@@ -1,0 +1,101 @@
+"""The proxy search: an Optuna multi-objective study over per-layer bits and pruning ratios."""
+
+from __future__ import annotations
+
+import time
+
+import numpy as np
+import optuna
+from optuna.trial import TrialState
+
+from autotune.context import StudyContext
+from autotune.errors import AutotuneError, SpecError
+from autotune.pareto import pareto_mask
+from autotune.progress import progress_bar
+from autotune.scoring import ProxyScorer
+from autotune.studies import FINISHED, fail_interrupted_trials, open_study
+
+
+def make_sampler(name: str, seed: int, trials: int) -> optuna.samplers.BaseSampler:
+    if name == "tpe":
+        return optuna.samplers.TPESampler(seed=seed, multivariate=True, n_startup_trials=max(5, trials // 4))
+    # Several generations even on a small budget: the default population of 50 would be one random generation.
+    return optuna.samplers.NSGAIISampler(seed=seed, population_size=int(np.clip(trials // 4, 8, 50)))
+
+
+def run_search(context: StudyContext, scorer: ProxyScorer, storage, trials: int | None = None) -> optuna.Study:
+    """Run proxy trials until the spec's budget of finished trials is reached (resumes an existing study)."""
+    spec = context.spec
+    budget = trials if trials is not None else spec.trials
+    metric_names = list(scorer.objectives)
+    finished_before = 0
+    if spec.name in _names(storage):
+        existing = optuna.load_study(study_name=spec.name, storage=storage)
+        digest = existing.user_attrs.get("search_digest")
+        if digest is not None and digest != spec.search_digest():
+            raise SpecError(
+                f"{spec.path}: study {spec.name!r} in {spec.storage} was created from a different workload, search "
+                "space, proxy recipe or search recovery; give the study a new name to start afresh"
+            )
+        finished_before = len(existing.get_trials(deepcopy=False, states=FINISHED))
+    sampler = make_sampler(spec.sampler, spec.seed + finished_before, budget)
+    study = open_study(storage, spec.name, metric_names, sampler)
+    study.set_user_attr("search_digest", spec.search_digest())
+    study.set_user_attr("spec", str(spec.path))
+    study.set_user_attr("kind", "proxy search")
+    study.set_user_attr("workload", spec.workload)
+    study.set_user_attr("search_recovery_steps", spec.recovery.search_steps)
+    fail_interrupted_trials(study)
+    finished = len(study.get_trials(states=FINISHED))
+    remaining = max(0, budget - finished)
+    if finished == 0:
+        # The uniform plans a person would try first (INT8 everywhere, uniform pruning) seed the search.
+        for ratio in spec.anchors:
+            plan = context.space.uniform_plan(8, ratio)
+            study.enqueue_trial(context.space.params_for(plan), skip_if_exists=True)
+
+    def objective(trial: optuna.Trial) -> tuple[float, ...]:
+        plan = context.space.suggest_plan(trial)
+        trial.set_user_attr("plan", plan.to_dict())
+        trial.set_user_attr("plan_digest", plan.digest())
+        try:
+            scores = scorer.score(plan, spec.recovery.search_steps)
+        except Exception as exc:
+            trial.set_user_attr("fail_reason", f"{type(exc).__name__}: {exc}")
+            raise
+        for name, value in scores.items():
+            trial.set_user_attr(f"proxy.{name}", value)
+        return tuple(scores[name] for name in metric_names)
+
+    if remaining:
+        started = time.perf_counter()
+        with progress_bar() as progress:
+            task = progress.add_task("proxy trials", total=remaining)
+
+            def report(study: optuna.Study, trial: optuna.trial.FrozenTrial) -> None:
+                progress.update(task, advance=1, description=_front_summary(study, metric_names))
+
+            optuna.logging.set_verbosity(optuna.logging.WARNING)
+            study.optimize(objective, n_trials=remaining, catch=(Exception,), callbacks=[report])
+        elapsed = time.perf_counter() - started
+        study.set_user_attr("last_search_trials_per_s", remaining / elapsed)
+    completed = study.get_trials(states=(TrialState.COMPLETE,))
+    if not completed:
+        failed = study.get_trials(states=(TrialState.FAIL,))
+        reason = failed[-1].user_attrs.get("fail_reason", "unknown") if failed else "no trials ran"
+        raise AutotuneError(f"study {spec.name!r}: no proxy trial completed ({len(failed)} failed; last: {reason})")
+    return study
+
+
+def _names(storage) -> set[str]:
+    return {s.study_name for s in optuna.get_all_study_summaries(storage, include_best_trial=False)}
+
+
+def _front_summary(study: optuna.Study, metric_names: list[str]) -> str:
+    trials = study.get_trials(deepcopy=False, states=(TrialState.COMPLETE,))
+    if not trials:
+        return "proxy trials (none completed yet)"
+    values = np.array([t.values for t in trials])
+    front = values[pareto_mask(values)]
+    best = ", ".join(f"{name} {front[:, i].min():.3g}" for i, name in enumerate(metric_names))
+    return f"proxy trials | front {len(front)} | best {best}"

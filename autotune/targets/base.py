@@ -1,0 +1,117 @@
+"""The target protocol: build(model, plan) -> artifact on disk; evaluate; measure."""
+
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any, ClassVar
+
+import numpy as np
+import torch
+from torch import nn
+
+from autotune.errors import TargetError
+from autotune.plan import Plan
+from autotune.targets.measure import summarise, time_calls
+from autotune.workloads import LabelledData
+
+
+@dataclass(frozen=True)
+class Artifact:
+    """A built, verified compressed model on disk and what it really is."""
+
+    target: str
+    directory: Path
+    files: tuple[Path, ...]
+    plan: Plan
+    realised_precision: dict[str, str]  # layer -> precision the runtime really executes
+    channels: dict[str, int]  # layer -> output channels after pruning
+
+    @property
+    def size_bytes(self) -> int:
+        return sum(path.stat().st_size for path in self.files)
+
+
+@dataclass(frozen=True)
+class Measurement:
+    latency_p50_ms: float
+    latency_p95_ms: float
+    latency_spread: float  # interquartile range / median at batch 1: how stable the p50 is
+    latency_repeats: int
+    throughput_batch: int
+    batch_latency_ms: float
+    throughput_per_s: float
+    size_mb: float
+    extra: dict[str, Any] = field(default_factory=dict)
+
+    def to_dict(self) -> dict:
+        return asdict(self)
+
+
+class Target:
+    """Base of every runtime target. Subclasses set `backend` and implement build/predict/timer."""
+
+    backend: ClassVar[str] = ""
+
+    def __init__(self, spec) -> None:
+        self.spec = spec
+
+    @property
+    def name(self) -> str:
+        return self.spec.name
+
+    @classmethod
+    def check_options(cls, fields) -> None:
+        """Validate the hardware file's [options] table; the default accepts none."""
+        fields.reject_unknown()
+
+    @classmethod
+    def available(cls) -> tuple[bool, str]:
+        """Whether this machine can run the target, and why not."""
+        return True, ""
+
+    def check_plan(self, plan: Plan, layer_kinds: dict[str, str]) -> None:
+        plan.validate_layers(layer_kinds)
+        for name, choice in plan.layers.items():
+            if not self.spec.supports(layer_kinds[name], choice.bits):
+                raise TargetError(
+                    f"target {self.name!r} cannot run {layer_kinds[name]} layer {name!r} at {choice.bits} bits "
+                    f"(it realises {list(self.spec.weight_bits[layer_kinds[name]])})"
+                )
+
+    def build(self, model: nn.Module, plan: Plan, calibration: torch.Tensor, directory: Path) -> Artifact:
+        raise NotImplementedError
+
+    def predict(self, artifact: Artifact, inputs: torch.Tensor, batch_size: int = 500) -> np.ndarray:
+        raise NotImplementedError
+
+    def runner(self, artifact: Artifact, batch: np.ndarray):
+        """A zero-argument callable that runs the artifact once on `batch` (set-up done beforehand)."""
+        raise NotImplementedError
+
+    def measure(self, artifact: Artifact, example_input: torch.Tensor) -> Measurement:
+        """Latency at the latency batch and throughput at the throughput batch, by the shared protocol."""
+
+        def timed(batch: int) -> dict[str, float]:
+            data = np.repeat(example_input[:1].numpy(), batch, axis=0)
+            return summarise(time_calls(self.runner(artifact, data), self.spec.measure))
+
+        single = timed(self.spec.latency_batch)
+        batched = timed(self.spec.throughput_batch)
+        return Measurement(
+            latency_p50_ms=single["p50"],
+            latency_p95_ms=single["p95"],
+            latency_spread=single["spread"],
+            latency_repeats=single["repeats"],
+            throughput_batch=self.spec.throughput_batch,
+            batch_latency_ms=batched["p50"],
+            throughput_per_s=self.spec.throughput_batch / batched["p50"] * 1e3,
+            size_mb=artifact.size_bytes / 1e6,
+            extra={"batch_latency_spread": batched["spread"]},
+        )
+
+    def evaluate(self, artifact: Artifact, data: LabelledData, metric) -> float:
+        outputs = self.predict(artifact, data.inputs)
+        if not np.all(np.isfinite(outputs)):
+            raise TargetError(f"target {self.name!r}: the built model produced non-finite outputs")
+        return float(metric(outputs, data.labels.numpy() if data.labels is not None else None))

@@ -1,0 +1,58 @@
+"""Shared fixtures: one temporary workspace per session, the tiny trained Fashion-MNIST workload."""
+
+from __future__ import annotations
+
+import os
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+REPO = Path(__file__).resolve().parent.parent
+
+
+@pytest.fixture(scope="session", autouse=True)
+def workspace(tmp_path_factory) -> Path:
+    """Every test writes caches, storages and artifacts under one session folder, never ./.autotune."""
+    path = tmp_path_factory.mktemp("autotune-home")
+    os.environ["AUTOTUNE_HOME"] = str(path)
+    return path
+
+
+@pytest.fixture(scope="session")
+def tiny_workload(workspace):
+    from autotune.workloads import load_workload
+
+    return load_workload("fashion-cnn-tiny")
+
+
+@pytest.fixture(scope="session")
+def tiny_context(tiny_workload):
+    from autotune.context import prepare
+    from autotune.spec import load_study_spec
+
+    return prepare(load_study_spec("fashion-cnn-tiny"))
+
+
+@pytest.fixture
+def catalogue(tmp_path, monkeypatch) -> Path:
+    """A working directory with its own catalogue folders (looked up before the built-in ones)."""
+    for folder in ("search_spaces", "proxies", "hardware", "studies"):
+        (tmp_path / folder).mkdir()
+    monkeypatch.chdir(tmp_path)
+    return tmp_path
+
+
+def autotune_cli(*args: str, cwd: Path | None = None, env: dict | None = None) -> subprocess.CompletedProcess:
+    """Run the real console script, as a user would."""
+    executable = shutil.which("autotune", path=os.path.dirname(sys.executable)) or "autotune"
+    return subprocess.run(
+        [executable, *args],
+        cwd=cwd,
+        env={**os.environ, **(env or {})},
+        capture_output=True,
+        text=True,
+        timeout=600,
+    )

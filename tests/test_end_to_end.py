@@ -1,0 +1,223 @@
+"""A small study run through the real CLI: both studies, artifacts, a front, resume, failures, dashboard."""
+
+from __future__ import annotations
+
+import json
+import math
+import os
+import shutil
+import socket
+import subprocess
+import sys
+import time
+import urllib.request
+
+import optuna
+import pytest
+from conftest import autotune_cli
+from optuna.artifacts import FileSystemArtifactStore, download_artifact, get_all_artifact_meta
+from optuna.trial import TrialState
+
+from autotune.proxies import registered_proxies
+from autotune.proxies.base import Proxy
+
+STUDY = """
+name = "e2e"
+workload = "fashion-cnn-tiny"
+search_space = "cnn-mixed"
+proxies = "{proxies}"
+targets = ["cpu-openvino"]
+storage = "sqlite:///{db}"
+
+[search]
+trials = {trials}
+
+[promotion]
+candidates = 2
+rescore = 3
+
+[recovery]
+rescore_steps = 5
+full_steps = 20
+batch_size = 64
+"""
+
+
+@pytest.fixture(scope="module")
+def study_run(tmp_path_factory, tiny_workload):
+    folder = tmp_path_factory.mktemp("e2e")
+    (folder / "studies").mkdir()
+    db = folder / "studies.db"
+    spec = folder / "studies" / "e2e.toml"
+    spec.write_text(STUDY.format(proxies="default", db=db, trials=10))
+    result = autotune_cli("run", str(spec), cwd=folder)
+    assert result.returncode == 0, result.stderr[-3000:]
+    return folder, spec, f"sqlite:///{db}", result
+
+
+def test_run_creates_proxy_and_measured_studies(study_run):
+    _, _, url, result = study_run
+    names = {s.study_name for s in optuna.get_all_study_summaries(url)}
+    assert names == {"e2e", "e2e/full/cpu-openvino"}
+    proxy = optuna.load_study(study_name="e2e", storage=url)
+    assert proxy.metric_names == ["kl_divergence", "latency_macs"]
+    complete = proxy.get_trials(states=(TrialState.COMPLETE,))
+    assert len(proxy.trials) == 10 and complete
+    assert all("plan" in t.user_attrs and "proxy.model_size" in t.user_attrs for t in complete)
+    assert proxy.user_attrs["staging"] and any(s["promoted"] for s in proxy.user_attrs["staging"])
+
+    measured = optuna.load_study(study_name="e2e/full/cpu-openvino", storage=url)
+    assert measured.metric_names == ["accuracy_drop_pts", "latency_p50_ms", "size_mb"]
+    trials = measured.get_trials(states=(TrialState.COMPLETE,))
+    roles = [t.user_attrs["role"] for t in trials]
+    assert roles.count("fp32") == 1 and roles.count("int8") == 1 and 1 <= roles.count("candidate") <= 2
+    fp32 = next(t for t in trials if t.user_attrs["role"] == "fp32")
+    assert fp32.values[0] == 0.0 and fp32.user_attrs["accuracy"] > 0.6
+    for trial in trials:
+        assert all(math.isfinite(v) and v >= -100 for v in trial.values)
+        for layer, choice in trial.user_attrs["plan"]["layers"].items():  # the plan is visible as parameters
+            assert trial.params[f"{layer}.bits"] == choice["bits"]
+            assert trial.params[f"{layer}.prune"] == choice["prune"]
+        assert set(trial.user_attrs["realised_precision"]) == set(trial.user_attrs["plan"]["layers"])
+    assert "fashion-cnn-tiny/full" not in result.stdout
+    assert "measured front" in result.stderr and "fp32" in result.stderr and "int8" in result.stderr
+
+
+def test_artifacts_hold_the_model_plan_and_recipe(study_run, tmp_path):
+    folder, _, url, _ = study_run
+    store = FileSystemArtifactStore(str(folder / "artifacts"))
+    measured = optuna.load_study(study_name="e2e/full/cpu-openvino", storage=url)
+    trial = next(t for t in measured.get_trials(states=(TrialState.COMPLETE,)) if t.user_attrs["role"] == "candidate")
+    metas = {m.filename: m for m in get_all_artifact_meta(trial, storage=measured._storage)}
+    assert {"model.xml", "model.bin", "plan.json", "recipe.json"} <= set(metas)
+    download_artifact(
+        artifact_store=store, artifact_id=metas["recipe.json"].artifact_id, file_path=str(tmp_path / "r.json")
+    )
+    recipe = json.loads((tmp_path / "r.json").read_text())
+    assert recipe["plan"] == trial.user_attrs["plan"]
+    assert recipe["workload"]["fingerprint"] and recipe["versions"]["openvino"]
+    assert recipe["recovery"]["steps"] == 20
+
+
+def test_front_prints_references_and_candidates(study_run):
+    folder, spec, url, _ = study_run
+    result = autotune_cli("front", "e2e", "--storage", url, cwd=folder)
+    assert result.returncode == 0, result.stderr
+    text = result.stdout + result.stderr
+    assert "e2e/full/cpu-openvino" in text and "fp32" in text and "int8" in text and "candidate" in text
+    assert "proxy fidelity" in text
+
+
+def test_rerun_resumes_without_duplicating(study_run):
+    folder, spec, url, _ = study_run
+    before = {
+        name: len(optuna.load_study(study_name=name, storage=url).trials) for name in ("e2e", "e2e/full/cpu-openvino")
+    }
+    result = autotune_cli("run", str(spec), cwd=folder)
+    assert result.returncode == 0, result.stderr[-2000:]
+    after = {name: len(optuna.load_study(study_name=name, storage=url).trials) for name in before}
+    assert after == before
+    result = autotune_cli("run", str(spec), "--trials", "13", cwd=folder)
+    assert result.returncode == 0, result.stderr[-2000:]
+    assert len(optuna.load_study(study_name="e2e", storage=url).trials) == 13
+
+
+def test_a_changed_search_space_is_not_mixed_into_an_old_study(study_run):
+    folder, spec, url, _ = study_run
+    changed = folder / "studies" / "changed.toml"
+    changed.write_text(
+        STUDY.format(proxies="default", db=url.removeprefix("sqlite:///"), trials=10).replace(
+            "rescore_steps = 5", "rescore_steps = 5\nlearning_rate = 0.01"
+        )
+    )
+    result = autotune_cli("run", str(changed), cwd=folder)
+    assert result.returncode == 2
+    assert "was created from a different workload" in result.stderr
+
+
+class FlakyProxy(Proxy):
+    """Fails for plans with any 4-bit layer, as a broken user proxy would."""
+
+    name = "flaky_for_test"
+
+    def compute(self, context):
+        return math.nan if 4 in context.plan.bits().values() else 0.1
+
+
+def test_failing_proxy_trials_are_recorded_and_the_study_goes_on(tmp_path, monkeypatch, tiny_workload):
+    from autotune.context import prepare
+    from autotune.scoring import ProxyScorer
+    from autotune.search import run_search
+    from autotune.spec import load_study_spec
+    from autotune.studies import storage_for
+
+    monkeypatch.setitem(registered_proxies(), "flaky_for_test", FlakyProxy)
+    monkeypatch.chdir(tmp_path)
+    for folder in ("studies", "proxies"):
+        (tmp_path / folder).mkdir()
+    (tmp_path / "proxies" / "flaky.toml").write_text(
+        'objectives = ["flaky_for_test", "latency_macs"]\ncalibration_samples = 32\n'
+    )
+    db = tmp_path / "flaky.db"
+    (tmp_path / "studies" / "flaky.toml").write_text(STUDY.format(proxies="flaky", db=db, trials=12))
+    context = prepare(load_study_spec("flaky"))
+    study = run_search(context, ProxyScorer(context), storage_for(f"sqlite:///{db}"))
+    failed = study.get_trials(states=(TrialState.FAIL,))
+    assert len(study.trials) == 12
+    assert failed and study.get_trials(states=(TrialState.COMPLETE,))
+    assert all("returned nan" in t.user_attrs["fail_reason"] for t in failed)
+
+
+def test_bad_spec_is_one_line_exit_2_and_writes_nothing(tmp_path):
+    (tmp_path / "studies").mkdir()
+    db = tmp_path / "never.db"
+    bad = tmp_path / "studies" / "bad.toml"
+    bad.write_text(
+        f'workload = "fashion-cnn-tiny"\nsearch_space = "cnn-mixed"\nproxies = "default"\ntargets = ["cpu-openvino"]\nstorage = "sqlite:///{db}"\n[search]\ntrials = "many"\n'
+    )
+    result = autotune_cli("run", str(bad), cwd=tmp_path)
+    assert result.returncode == 2
+    lines = [line for line in result.stderr.splitlines() if line.strip()]
+    assert len(lines) == 1 and "bad.toml: search.trials: 'many' is not an integer" in lines[0]
+    assert "Traceback" not in result.stderr and not db.exists()
+    bad.write_text(
+        bad.read_text()
+        .replace('workload = "fashion-cnn-tiny"', 'workload = "nowhere.module:make"')
+        .replace('"many"', "3")
+    )
+    result = autotune_cli("run", str(bad), cwd=tmp_path)
+    assert result.returncode == 2 and "cannot import 'nowhere.module'" in result.stderr and not db.exists()
+    result = autotune_cli("--debug", "run", str(bad), cwd=tmp_path)
+    assert "Traceback" in result.stderr
+
+
+def _free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
+def test_dashboard_serves_both_studies(study_run):
+    folder, _, url, _ = study_run
+    port = _free_port()
+    executable = shutil.which("autotune", path=os.path.dirname(sys.executable))
+    server = subprocess.Popen(
+        [executable, "dashboard", "--storage", url, "--port", str(port)],
+        cwd=folder,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
+    try:
+        names = None
+        deadline = time.time() + 60
+        while time.time() < deadline and names is None:
+            try:
+                with urllib.request.urlopen(f"http://127.0.0.1:{port}/api/studies", timeout=2) as response:
+                    names = {s["study_name"] for s in json.load(response)["study_summaries"]}
+            except OSError:
+                time.sleep(0.5)
+        assert names is not None, "dashboard did not answer within 60 s"
+        assert {"e2e", "e2e/full/cpu-openvino"} <= names
+    finally:
+        server.terminate()
+        server.wait(timeout=10)

@@ -1,0 +1,82 @@
+"""Proxies on the tiny real model: monotone in bits and pruning, and failures are reported clearly."""
+
+import math
+
+import pytest
+
+from autotune.errors import ProxyError
+from autotune.plan import LayerChoice, Plan
+from autotune.proxies import registered_proxies
+from autotune.proxies.base import Proxy
+from autotune.scoring import ProxyScorer
+
+
+@pytest.fixture(scope="module")
+def scorer(tiny_context):
+    return ProxyScorer(tiny_context)
+
+
+def uniform(context, bits, prune=0.0):
+    return Plan(
+        {
+            name: LayerChoice(bits if name != "head" else 32, prune if name != "head" else 0.0)
+            for name in context.layer_kinds
+        }
+    )
+
+
+def test_every_registered_proxy_is_found():
+    assert {"kl_divergence", "top1_disagreement", "weight_error", "model_size", "latency_macs"} <= set(
+        registered_proxies()
+    )
+
+
+def test_fp32_plan_scores_as_the_reference(tiny_context, scorer):
+    scores = scorer.score(uniform(tiny_context, 32), 0)
+    assert scores["kl_divergence"] == pytest.approx(0.0, abs=1e-6)
+    assert scores["weight_error"] == 0.0
+    assert scores["latency_macs"] == pytest.approx(1.0)
+
+
+def test_four_bits_is_worse_than_eight_on_the_same_layers(tiny_context, scorer):
+    layers = {"fc1": None, "block2.conv1": None}
+    eight = Plan({name: LayerChoice(8) for name in layers})
+    four = Plan({"fc1": LayerChoice(4), "block2.conv1": LayerChoice(8)})
+    s8, s4 = scorer.score(eight, 0), scorer.score(four, 0)
+    assert s4["kl_divergence"] > s8["kl_divergence"] > 0
+    assert s4["weight_error"] > s8["weight_error"] > 0
+    assert s4["model_size"] < s8["model_size"]
+
+
+def test_size_and_latency_shrink_with_bits_and_pruning(tiny_context, scorer):
+    fp32, int8, pruned = (
+        scorer.score(p, 0) for p in (uniform(tiny_context, 32), uniform(tiny_context, 8), uniform(tiny_context, 8, 0.5))
+    )
+    assert fp32["model_size"] > int8["model_size"] > pruned["model_size"]
+    assert fp32["latency_macs"] > int8["latency_macs"] > pruned["latency_macs"]
+    assert pruned["kl_divergence"] > int8["kl_divergence"]
+
+
+class NaNProxy(Proxy):
+    name = "nan_for_test"
+
+    def compute(self, context):
+        return math.nan
+
+
+class RaisingProxy(Proxy):
+    name = "raising_for_test"
+
+    def compute(self, context):
+        raise ValueError("calibration batch is empty")
+
+
+def test_non_finite_and_raising_proxies_become_proxy_errors(tiny_context, scorer):
+    plan = uniform(tiny_context, 8)
+    scorer_nan = ProxyScorer(tiny_context)
+    scorer_nan.proxies = {"nan_for_test": NaNProxy()}
+    with pytest.raises(ProxyError, match="'nan_for_test' returned nan"):
+        scorer_nan.score(plan, 0)
+    scorer_nan.proxies = {"raising_for_test": RaisingProxy()}
+    with pytest.raises(ProxyError, match="raised ValueError: calibration batch is empty"):
+        scorer_nan.score(plan, 0)

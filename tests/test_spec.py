@@ -1,0 +1,148 @@
+"""Catalogue parsing and every bad-input path the spec loader must refuse with file + field."""
+
+import pytest
+
+from autotune.errors import SpecError
+from autotune.search_space import resolve
+from autotune.spec import load_hardware, load_proxy_recipe, load_search_space, load_study_spec
+
+LAYERS = {"stem.conv": "conv", "block.conv1": "conv", "fc1": "linear", "head": "linear"}
+
+
+def write(folder, name, text):
+    path = folder / f"{name}.toml"
+    path.write_text(text)
+    return path
+
+
+def test_builtin_catalogues_load():
+    spec = load_study_spec("fashion-cnn")
+    assert spec.search_space.name == "cnn-mixed"
+    assert spec.proxies.objectives == ("kl_divergence", "latency_macs")
+    assert [t.name for t in spec.targets] == ["cpu-openvino"]
+    assert spec.targets[0].supports("linear", 4) and not spec.targets[0].supports("conv", 4)
+    assert spec.promote == 5 and spec.rescore == 12 and spec.anchors == (0.0, 0.3, 0.5)
+
+
+def test_prune_range_expands_to_a_grid(catalogue):
+    write(
+        catalogue / "search_spaces", "s", "[[layers]]\nbits = [8, 32]\nprune = { min = 0.0, max = 0.7, step = 0.1 }\n"
+    )
+    rule = load_search_space("s").rules[0]
+    assert rule.prune == (0.0, 0.1, 0.2, 0.3, 0.4, 0.5, 0.6, 0.7)
+    assert rule.bits == (8, 32)
+
+
+def test_resolve_assigns_first_matching_rule_and_keeps_head_fp32(catalogue):
+    write(
+        catalogue / "search_spaces",
+        "s",
+        'keep_full_precision = ["head"]\n'
+        '[[layers]]\nmatch = "fc*"\nkind = "linear"\nbits = [4, 8]\n'
+        '[[layers]]\nkind = "conv"\nbits = [8, 32]\nprune = [0.0, 0.5]\n',
+    )
+    space = resolve(load_search_space("s"), LAYERS, {"head"})
+    by_name = {layer.name: layer for layer in space.layers}
+    assert by_name["fc1"].bits == (4, 8) and by_name["fc1"].prune == (0.0,)
+    assert by_name["stem.conv"].prune == (0.0, 0.5)
+    assert by_name["head"].bits == (32,)
+    assert "head.bits" not in space.distributions()
+    plan = space.plan_from_params({"fc1.bits": 4, "stem.conv.prune": 0.5})
+    assert plan.choice("fc1").bits == 4 and plan.choice("stem.conv").prune == 0.5
+    assert space.params_for(plan)["fc1.bits"] == 4
+
+
+@pytest.mark.parametrize(
+    "text, message",
+    [
+        ("[[layers]\nbits = [8]", "malformed TOML"),
+        ("[[layers]]\nbits = [8]\nbitz = [4]\n", "layers\\[0\\].bitz: unknown field"),
+        ("[[layers]]\nbits = []\n", "layers\\[0\\].bits: empty list"),
+        ("[[layers]]\nbits = [8]\nprune = []\n", "layers\\[0\\].prune: empty list"),
+        ("[[layers]]\nbits = [6]\n", "layers\\[0\\].bits: 6"),
+        ("[[layers]]\nbits = [8]\nprune = [1.5]\n", "layers\\[0\\].prune: 1.5"),
+        ('[[layers]]\nkind = "lstm"\n', "layers\\[0\\].kind: 'lstm'"),
+        ("description = 'none'\n", "layers: missing"),
+    ],
+)
+def test_malformed_search_spaces_name_file_and_field(catalogue, text, message):
+    write(catalogue / "search_spaces", "bad", text)
+    with pytest.raises(SpecError, match=message) as error:
+        load_search_space("bad")
+    assert "bad.toml" in str(error.value)
+    assert "\n" not in str(error.value).strip()
+
+
+def test_pattern_matching_no_layer_is_refused(catalogue):
+    write(catalogue / "search_spaces", "s", '[[layers]]\nmatch = "encoder.*"\nbits = [8, 32]\n')
+    with pytest.raises(SpecError, match=r"layers\[0\]\.match: 'encoder\.\*'.*matches no layer"):
+        resolve(load_search_space("s"), LAYERS, {"head"})
+
+
+def test_a_space_with_no_choices_is_refused(catalogue):
+    write(catalogue / "search_spaces", "s", "[[layers]]\nbits = [32]\n")
+    with pytest.raises(SpecError, match="no choices"):
+        resolve(load_search_space("s"), LAYERS, set())
+
+
+def test_pruning_the_output_layer_is_refused(catalogue):
+    write(catalogue / "search_spaces", "s", "[[layers]]\nbits = [8]\nprune = [0.0, 0.5]\n")
+    with pytest.raises(SpecError, match="'head' produces the model's outputs"):
+        resolve(load_search_space("s"), LAYERS, {"head"})
+
+
+def test_bits_a_target_cannot_realise_are_refused_at_load(catalogue):
+    write(catalogue / "search_spaces", "s", '[[layers]]\nkind = "conv"\nbits = [4, 8]\n')
+    target = load_hardware("cpu-openvino")
+    with pytest.raises(
+        SpecError,
+        match=r"layers\[0\]\.bits: \[4\] on conv layer 'stem.conv' cannot be realised by target 'cpu-openvino'",
+    ):
+        resolve(load_search_space("s"), LAYERS, set(), (target,))
+
+
+def test_unknown_catalogue_names_list_what_exists(catalogue):
+    with pytest.raises(SpecError, match=r"search_spaces/nope.toml: no such search_spaces entry; have \[.*'cnn-mixed'"):
+        load_search_space("nope")
+
+
+def test_proxy_recipe_errors(catalogue):
+    write(catalogue / "proxies", "p", 'objectives = ["kl_divergence", "vibes"]\n')
+    with pytest.raises(SpecError, match="objectives: 'vibes' is not a known proxy"):
+        load_proxy_recipe("p")
+    write(catalogue / "proxies", "q", 'objectives = ["latency_macs"]\n[latency_macs]\nbit_cost = { "3" = 1.0 }\n')
+    with pytest.raises(SpecError, match="latency_macs.bit_cost.3"):
+        load_proxy_recipe("q")
+
+
+def test_hardware_errors(catalogue):
+    write(catalogue / "hardware", "h", 'backend = "tpu-magic"\n')
+    with pytest.raises(SpecError, match="backend: 'tpu-magic' is not a known backend"):
+        load_hardware("h")
+    write(catalogue / "hardware", "g", 'backend = "openvino"\nthreads = 0\n')
+    with pytest.raises(SpecError, match="threads: 0 is below the minimum 1"):
+        load_hardware("g")
+
+
+def test_study_spec_errors_name_the_nested_file(catalogue):
+    write(
+        catalogue / "studies",
+        "s",
+        'workload = "fashion-cnn"\nsearch_space = "missing"\nproxies = "default"\ntargets = ["cpu-openvino"]\n',
+    )
+    with pytest.raises(SpecError, match=r"s.toml: search_space = 'missing': search_spaces/missing.toml: no such"):
+        load_study_spec("s")
+    write(
+        catalogue / "studies",
+        "t",
+        'workload = "fashion-cnn"\nsearch_space = "cnn-mixed"\nproxies = "default"\ntargets = ["cpu-openvino"]\n[search]\nsampler = "grid"\n',
+    )
+    with pytest.raises(SpecError, match="search.sampler: 'grid'"):
+        load_study_spec("t")
+    write(
+        catalogue / "studies",
+        "u",
+        'workload = "fashion-cnn"\nsearch_space = "cnn-mixed"\nproxies = "default"\ntargets = []\n',
+    )
+    with pytest.raises(SpecError, match="targets: empty"):
+        load_study_spec("u")
