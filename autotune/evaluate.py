@@ -76,6 +76,9 @@ class Evaluator:
         study.set_user_attr("target", hardware.name)
         study.set_user_attr("throughput_batch", hardware.throughput_batch)
         study.set_user_attr("threads", hardware.threads)
+        study.set_user_attr("instance", hardware.instance)
+        study.set_user_attr("price_per_hour", hardware.price_per_hour)
+        study.set_user_attr("latency_slo_p95_ms", hardware.latency_slo_p95_ms)
         fail_interrupted_trials(study)
         done = {
             t.user_attrs.get("plan_digest"): t for t in study.get_trials(deepcopy=False, states=(TrialState.COMPLETE,))
@@ -97,7 +100,7 @@ class Evaluator:
                         f"[yellow]{hardware.name}: {candidate.role} {candidate.plan.digest()[:8]} failed: {exc}"
                     )
                 progress.update(task, advance=1)
-        self.record_fidelity(study, candidates)
+        self.record_fidelity(study, hardware.name, candidates)
         return study
 
     def fp32_accuracy(self, study: optuna.Study) -> float:
@@ -148,6 +151,7 @@ class Evaluator:
             trial.set_user_attr(workload.metric_name, accuracy)
             trial.set_user_attr("measurement", measurement.to_dict())
             trial.set_user_attr("throughput_per_s", measurement.throughput_per_s)
+            trial.set_user_attr("cost_per_million", target.spec.cost_per_million(measurement.throughput_per_s))
             trial.set_user_attr("latency_p95_ms", measurement.latency_p95_ms)
             trial.set_user_attr("realised_precision", artifact.realised_precision)
             trial.set_user_attr("channels", artifact.channels)
@@ -185,28 +189,41 @@ class Evaluator:
             "created": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
         }
 
-    def record_fidelity(self, study: optuna.Study, candidates: list[Candidate]) -> None:
-        """Spearman of the divergence proxy at each stage against the measured accuracy drop."""
+    def record_fidelity(self, study: optuna.Study, target: str, candidates: list[Candidate]) -> None:
+        """Spearman of the proxies against what was measured, over the evaluated plans.
+
+        Accuracy: the first objective (divergence) at each stage vs the measured accuracy drop.
+        Latency: the target's latency proxy vs the measured latency of a throughput batch.
+        """
         objective = self.context.spec.proxies.objectives[0]
-        measured = {
-            t.user_attrs["plan_digest"]: t.values[0]
-            for t in study.get_trials(deepcopy=False, states=(TrialState.COMPLETE,))
+        trials = {
+            t.user_attrs["plan_digest"]: t for t in study.get_trials(deepcopy=False, states=(TrialState.COMPLETE,))
         }
-        rows = [
-            (c.stage1.get(objective), c.stage2.get(objective), measured[c.plan.digest()])
-            for c in candidates
-            if c.plan.digest() in measured
-        ]
-        fidelity = {"objective": objective, "points": len(rows)}
-        if len(rows) >= 3:
-            data = np.array(rows, dtype=float)
-            fidelity["stage1_vs_measured"] = _spearman(data[:, 0], data[:, 2])
-            fidelity["stage2_vs_measured"] = _spearman(data[:, 1], data[:, 2])
+        evaluated = [c for c in candidates if c.plan.digest() in trials]
+        fidelity: dict = {"objective": objective, "points": len(evaluated)}
+        drops = [trials[c.plan.digest()].values[0] for c in evaluated]
+        fidelity["stage1_vs_measured"] = _spearman([c.stage1.get(objective) for c in evaluated], drops)
+        fidelity["stage2_vs_measured"] = _spearman([c.stage2.get(objective) for c in evaluated], drops)
+        latency_proxy = next(
+            (
+                name
+                for name in (f"latency_measured@{target}", "latency_macs")
+                if evaluated and name in evaluated[0].stage2
+            ),
+            None,
+        )
+        if latency_proxy:
+            measured = [trials[c.plan.digest()].user_attrs["measurement"]["batch_latency_ms"] for c in evaluated]
+            fidelity["latency_proxy"] = latency_proxy
+            fidelity["latency_vs_measured"] = _spearman([c.stage2[latency_proxy] for c in evaluated], measured)
         study.set_user_attr("fidelity", fidelity)
 
 
-def _spearman(a: np.ndarray, b: np.ndarray) -> float | None:
-    value = spearmanr(a, b).statistic
+def _spearman(a, b) -> float | None:
+    """Rank correlation, or None with fewer than 3 points or a missing or constant column."""
+    if len(a) < 3 or any(v is None for v in (*a, *b)):
+        return None
+    value = spearmanr(np.asarray(a, dtype=float), np.asarray(b, dtype=float)).statistic
     return None if np.isnan(value) else float(value)
 
 
@@ -215,5 +232,4 @@ def stage_agreement(pool: list[Candidate], objective: str) -> float | None:
     pairs = [(c.stage1[objective], c.stage2[objective]) for c in pool if c.stage2]
     if len(pairs) < 3:
         return None
-    data = np.array(pairs)
-    return _spearman(data[:, 0], data[:, 1])
+    return _spearman([a for a, _ in pairs], [b for _, b in pairs])

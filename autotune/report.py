@@ -24,6 +24,7 @@ class FrontRow:
     latency_p95_ms: float
     throughput_per_s: float
     size_mb: float
+    cost_per_million: float | None
     plan_summary: str
 
 
@@ -33,7 +34,7 @@ def _compact_plan(trial: optuna.trial.FrozenTrial) -> str:
 
 
 def measured_rows(study: optuna.Study, metric_name: str = "accuracy") -> list[FrontRow]:
-    """Reference rows first, then the Pareto front of the candidates, best accuracy first."""
+    """Reference rows first, then the Pareto front of the candidates, least accuracy drop first."""
     trials = study.get_trials(deepcopy=False, states=(TrialState.COMPLETE,))
     if not trials:
         return []
@@ -49,6 +50,7 @@ def measured_rows(study: optuna.Study, metric_name: str = "accuracy") -> list[Fr
             latency_p95_ms=t.user_attrs.get("latency_p95_ms", float("nan")),
             throughput_per_s=t.user_attrs.get("throughput_per_s", float("nan")),
             size_mb=t.values[2],
+            cost_per_million=t.user_attrs.get("cost_per_million"),
             plan_summary=_compact_plan(t),
         )
         for t, on_front in zip(trials, front, strict=True)
@@ -58,12 +60,26 @@ def measured_rows(study: optuna.Study, metric_name: str = "accuracy") -> list[Fr
     return references + candidates
 
 
+def _ratio(value: float, base: FrontRow | None, attribute: str) -> str:
+    reference = getattr(base, attribute) if base else None
+    return f"{value / reference:.2f}x" if reference else "-"
+
+
+def _saving(cost: float | None, base: FrontRow | None) -> str:
+    if cost is None or base is None or not base.cost_per_million:
+        return "-"
+    return f"{(1 - cost / base.cost_per_million) * 100:+.0f}%"
+
+
 def front_table(study: optuna.Study, metric_name: str = "accuracy") -> Table:
     rows = measured_rows(study, metric_name)
-    batch = study.user_attrs.get("throughput_batch", "?")
+    attrs = study.user_attrs
+    batch = attrs.get("throughput_batch", "?")
+    slo = attrs.get("latency_slo_p95_ms")
+    fp32 = next((r for r in rows if r.role == "fp32"), None)
     int8 = next((r for r in rows if r.role == "int8"), None)
     table = Table(title=f"{study.study_name}: measured front ({len(rows)} rows)")
-    for header in (
+    headers = (
         "#",
         "role",
         metric_name,
@@ -73,38 +89,53 @@ def front_table(study: optuna.Study, metric_name: str = "accuracy") -> Table:
         f"img/s @{batch}",
         f"vs INT8 @{batch}",
         "MB",
+        "$/M req",
+        "save vs FP32",
+        "save vs INT8",
         "plan",
-    ):
+    )
+    for header in headers:
         table.add_column(header, justify="left" if header in ("role", "plan") else "right")
     for row in rows:
-        speedup = f"{row.throughput_per_s / int8.throughput_per_s:.2f}x" if int8 else "-"
+        breaks_slo = slo is not None and row.latency_p95_ms > slo
         table.add_row(
             str(row.trial),
-            row.role + ("" if row.on_front or row.role != "candidate" else " (dominated)"),
+            row.role,
             f"{row.accuracy:.4f}",
             f"{row.accuracy_drop_pts:+.2f}",
             f"{row.latency_p50_ms:.3f}",
-            f"{row.latency_p95_ms:.3f}",
+            f"[red]{row.latency_p95_ms:.3f} SLO![/red]" if breaks_slo else f"{row.latency_p95_ms:.3f}",
             f"{row.throughput_per_s:,.0f}",
-            speedup,
+            _ratio(row.throughput_per_s, int8, "throughput_per_s"),
             f"{row.size_mb:.3f}",
+            "-" if row.cost_per_million is None else f"{row.cost_per_million:.4f}",
+            _saving(row.cost_per_million, fp32),
+            _saving(row.cost_per_million, int8),
             row.plan_summary,
         )
     captions = []
     if rows:
-        layers = list(
-            next(iter(study.get_trials(deepcopy=False, states=(TrialState.COMPLETE,)))).user_attrs["plan"]["layers"]
-        )
+        layers = list(study.get_trials(deepcopy=False, states=(TrialState.COMPLETE,))[0].user_attrs["plan"]["layers"])
         captions.append("plan = weight bits per layer (-NN: NN% of channels pruned): " + " ".join(layers))
-    fidelity = study.user_attrs.get("fidelity")
-    if fidelity:
-
-        def fmt(value):
-            return "n/a" if value is None else f"{value:+.2f}"
-
+    if attrs.get("price_per_hour") is not None:
         captions.append(
-            f"proxy fidelity ({fidelity['objective']} vs measured drop, {fidelity['points']} plans): "
-            f"search stage {fmt(fidelity.get('stage1_vs_measured'))}, rescore stage {fmt(fidelity.get('stage2_vs_measured'))}"
+            f"cost: {attrs.get('instance') or 'instance'} at ${attrs['price_per_hour']}/h serving at the measured "
+            f"throughput @{batch}" + (f"; SLO p95 <= {slo} ms at batch 1" if slo is not None else "")
+        )
+    fidelity = attrs.get("fidelity")
+    if fidelity:
+        captions.append(
+            f"proxy fidelity over {fidelity['points']} plans (Spearman): {fidelity['objective']} vs measured drop "
+            f"search stage {_fmt(fidelity.get('stage1_vs_measured'))}, rescore stage {_fmt(fidelity.get('stage2_vs_measured'))}"
+            + (
+                f"; {fidelity['latency_proxy']} vs measured batch latency {_fmt(fidelity.get('latency_vs_measured'))}"
+                if fidelity.get("latency_proxy")
+                else ""
+            )
         )
     table.caption = "\n".join(captions)
     return table
+
+
+def _fmt(value: float | None) -> str:
+    return "n/a" if value is None else f"{value:+.2f}"

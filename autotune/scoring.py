@@ -9,16 +9,29 @@ import torch
 from autotune.compress import fake_quantize_weights
 from autotune.context import StudyContext
 from autotune.plan import Plan
-from autotune.proxies import ProxyContext, registered_proxies
+from autotune.proxies import Proxy, ProxyContext, registered_proxies
+from autotune.spec import HardwareSpec
+
+
+def _instances(name: str, settings: dict, targets: tuple[HardwareSpec, ...]) -> list[tuple[str, Proxy]]:
+    """A per-target proxy becomes one metric per study target, named `name@target`."""
+    cls = registered_proxies()[name]
+    if not cls.per_target:
+        return [(name, cls(settings))]
+    return [(f"{name}@{t.name}", cls(settings | {"target": t})) for t in targets]
 
 
 class ProxyScorer:
     def __init__(self, context: StudyContext) -> None:
         self.context = context
         recipe = context.spec.proxies
-        proxies = registered_proxies()
-        self.proxies = {name: proxies[name](recipe.settings.get(name)) for name in recipe.metrics}
-        self.objectives = recipe.objectives
+        self.proxies: dict[str, Proxy] = {}
+        self.objectives: list[str] = []
+        for name in recipe.metrics:
+            for metric, proxy in _instances(name, recipe.settings.get(name, {}), context.spec.targets):
+                self.proxies[metric] = proxy
+                if name in recipe.objectives:
+                    self.objectives.append(metric)
         self.reference = context.recovery.teacher
         with torch.no_grad():
             self.reference_logits = self.reference(context.calibration)

@@ -255,6 +255,15 @@ class HardwareSpec:
     measure: MeasureSettings
     options: dict[str, Any] = field(default_factory=dict)  # backend-specific table [options]
     description: str = ""
+    instance: str = ""
+    price_per_hour: float | None = None
+    latency_slo_p95_ms: float | None = None
+
+    def cost_per_million(self, throughput_per_s: float) -> float | None:
+        """Cost of a million requests when the instance serves at `throughput_per_s`."""
+        if self.price_per_hour is None or throughput_per_s <= 0:
+            return None
+        return self.price_per_hour / 3600.0 / throughput_per_s * 1e6
 
     def supports(self, kind: str, bits: int) -> bool:
         return bits in self.weight_bits.get(kind, ())
@@ -290,10 +299,27 @@ def load_hardware(reference: str) -> HardwareSpec:
         max_repeats=m.number("max_repeats", 2000, 1, integer=True),
     )
     m.reject_unknown()
+    slo = root.number("latency_slo_p95_ms", None, 0.0)
+    cost = root.sub("cost")
+    instance = cost.get("instance", str, "")
+    price = cost.number("price_per_hour", None, 0.0)
+    cost.reject_unknown()
     options = root.get("options", dict, {}, "a table")
     root.reject_unknown()
     spec = HardwareSpec(
-        path.stem, path, backend, threads, latency_batch, throughput_batch, weight_bits, measure, options, description
+        path.stem,
+        path,
+        backend,
+        threads,
+        latency_batch,
+        throughput_batch,
+        weight_bits,
+        measure,
+        options,
+        description,
+        instance,
+        float(price) if price is not None else None,
+        float(slo) if slo is not None else None,
     )
     backends[backend].check_options(Fields(path, options, "options."))
     return spec

@@ -26,7 +26,7 @@ name = "e2e"
 workload = "fashion-cnn-tiny"
 search_space = "cnn-mixed"
 proxies = "{proxies}"
-targets = ["cpu-openvino"]
+targets = ["cpu-openvino", "cpu-onnxruntime"]
 storage = "sqlite:///{db}"
 
 [search]
@@ -58,16 +58,26 @@ def study_run(tmp_path_factory, tiny_workload):
 def test_run_creates_proxy_and_measured_studies(study_run):
     _, _, url, result = study_run
     names = {s.study_name for s in optuna.get_all_study_summaries(url)}
-    assert names == {"e2e", "e2e/full/cpu-openvino"}
+    assert names == {"e2e", "e2e/full/cpu-openvino", "e2e/full/cpu-onnxruntime"}
     proxy = optuna.load_study(study_name="e2e", storage=url)
-    assert proxy.metric_names == ["kl_divergence", "latency_macs"]
+    assert proxy.metric_names == ["kl_divergence", "latency_measured@cpu-openvino", "latency_measured@cpu-onnxruntime"]
     complete = proxy.get_trials(states=(TrialState.COMPLETE,))
     assert len(proxy.trials) == 10 and complete
     assert all("plan" in t.user_attrs and "proxy.model_size" in t.user_attrs for t in complete)
     assert proxy.user_attrs["staging"] and any(s["promoted"] for s in proxy.user_attrs["staging"])
 
-    measured = optuna.load_study(study_name="e2e/full/cpu-openvino", storage=url)
+    for target in ("cpu-openvino", "cpu-onnxruntime"):
+        check_measured_study(optuna.load_study(study_name=f"e2e/full/{target}", storage=url))
+    for target in ("cpu-openvino", "cpu-onnxruntime"):
+        assert f"e2e/full/{target}: measured front" in result.stderr
+    assert "$/M req" in result.stderr and "save vs INT8" in result.stderr
+
+
+def check_measured_study(measured: optuna.Study) -> None:
     assert measured.metric_names == ["accuracy_drop_pts", "latency_p50_ms", "size_mb"]
+    assert measured.user_attrs["price_per_hour"] == 0.0893
+    fidelity = measured.user_attrs["fidelity"]
+    assert fidelity["latency_proxy"] == f"latency_measured@{measured.user_attrs['target']}"
     trials = measured.get_trials(states=(TrialState.COMPLETE,))
     roles = [t.user_attrs["role"] for t in trials]
     assert roles.count("fp32") == 1 and roles.count("int8") == 1 and 1 <= roles.count("candidate") <= 2
@@ -79,8 +89,7 @@ def test_run_creates_proxy_and_measured_studies(study_run):
             assert trial.params[f"{layer}.bits"] == choice["bits"]
             assert trial.params[f"{layer}.prune"] == choice["prune"]
         assert set(trial.user_attrs["realised_precision"]) == set(trial.user_attrs["plan"]["layers"])
-    assert "fashion-cnn-tiny/full" not in result.stdout
-    assert "measured front" in result.stderr and "fp32" in result.stderr and "int8" in result.stderr
+        assert trial.user_attrs["cost_per_million"] > 0
 
 
 def test_artifacts_hold_the_model_plan_and_recipe(study_run, tmp_path):
@@ -103,16 +112,17 @@ def test_front_prints_references_and_candidates(study_run):
     folder, spec, url, _ = study_run
     result = autotune_cli("front", "e2e", "--storage", url, cwd=folder)
     assert result.returncode == 0, result.stderr
-    text = result.stdout + result.stderr
-    assert "e2e/full/cpu-openvino" in text and "fp32" in text and "int8" in text and "candidate" in text
-    assert "proxy fidelity" in text
+    text = " ".join((result.stdout + result.stderr).split())  # table captions wrap at the console width
+    for target in ("cpu-openvino", "cpu-onnxruntime"):
+        assert f"e2e/full/{target}" in text
+    assert "fp32" in text and "int8" in text and "candidate" in text
+    assert "proxy fidelity" in text and "latency_measured@cpu-onnxruntime vs measured batch latency" in text
 
 
 def test_rerun_resumes_without_duplicating(study_run):
     folder, spec, url, _ = study_run
-    before = {
-        name: len(optuna.load_study(study_name=name, storage=url).trials) for name in ("e2e", "e2e/full/cpu-openvino")
-    }
+    names = ("e2e", "e2e/full/cpu-openvino", "e2e/full/cpu-onnxruntime")
+    before = {name: len(optuna.load_study(study_name=name, storage=url).trials) for name in names}
     result = autotune_cli("run", str(spec), cwd=folder)
     assert result.returncode == 0, result.stderr[-2000:]
     after = {name: len(optuna.load_study(study_name=name, storage=url).trials) for name in before}
@@ -217,7 +227,7 @@ def test_dashboard_serves_both_studies(study_run):
             except OSError:
                 time.sleep(0.5)
         assert names is not None, "dashboard did not answer within 60 s"
-        assert {"e2e", "e2e/full/cpu-openvino"} <= names
+        assert {"e2e", "e2e/full/cpu-openvino", "e2e/full/cpu-onnxruntime"} <= names
     finally:
         server.terminate()
         server.wait(timeout=10)

@@ -18,8 +18,9 @@ def write(folder, name, text):
 def test_builtin_catalogues_load():
     spec = load_study_spec("fashion-cnn")
     assert spec.search_space.name == "cnn-mixed"
-    assert spec.proxies.objectives == ("kl_divergence", "latency_macs")
-    assert [t.name for t in spec.targets] == ["cpu-openvino"]
+    assert spec.proxies.objectives == ("kl_divergence", "latency_measured")
+    assert [t.name for t in spec.targets] == ["cpu-openvino", "cpu-onnxruntime"]
+    assert spec.targets[0].cost_per_million(1000.0) == pytest.approx(0.0893 / 3600 / 1000 * 1e6)
     assert spec.targets[0].supports("linear", 4) and not spec.targets[0].supports("conv", 4)
     assert spec.promote == 5 and spec.rescore == 12 and spec.anchors == (0.0, 0.3, 0.5)
 

@@ -85,6 +85,7 @@ class Proxy:
     name: ClassVar[str] = ""
     unit: ClassVar[str] = ""
     description: ClassVar[str] = ""
+    per_target: ClassVar[bool] = False  # one instance (and objective) per study target, `name@target`
 
     def __init__(self, settings: dict[str, Any] | None = None) -> None:
         self.settings = settings or {}
@@ -98,6 +99,7 @@ class Proxy:
         raise NotImplementedError
 
     def __call__(self, context: ProxyContext) -> float:
+        context.plan.validate_layers(context.stats)  # a plan for another model is an error, for every proxy
         try:
             value = float(self.compute(context))
         except ProxyError:

@@ -70,6 +70,10 @@ class Target:
         """Whether this machine can run the target, and why not."""
         return True, ""
 
+    def cpu_variant(self) -> Target | None:
+        """This target built for the CPU, when the configured device is absent; None if it has none."""
+        return None
+
     def check_plan(self, plan: Plan, layer_kinds: dict[str, str]) -> None:
         plan.validate_layers(layer_kinds)
         for name, choice in plan.layers.items():
@@ -89,12 +93,16 @@ class Target:
         """A zero-argument callable that runs the artifact once on `batch` (set-up done beforehand)."""
         raise NotImplementedError
 
+    def time(self, call) -> np.ndarray:
+        """Milliseconds per call by the shared protocol; a GPU target times with device events instead."""
+        return time_calls(call, self.spec.measure)
+
     def measure(self, artifact: Artifact, example_input: torch.Tensor) -> Measurement:
         """Latency at the latency batch and throughput at the throughput batch, by the shared protocol."""
 
         def timed(batch: int) -> dict[str, float]:
             data = np.repeat(example_input[:1].numpy(), batch, axis=0)
-            return summarise(time_calls(self.runner(artifact, data), self.spec.measure))
+            return summarise(self.time(self.runner(artifact, data)))
 
         single = timed(self.spec.latency_batch)
         batched = timed(self.spec.throughput_batch)
