@@ -26,5 +26,9 @@ test: setup
 	$(VENV)/bin/ruff check autotune tests
 	$(VENV)/bin/pytest -q
 
+# Writes docs/benchmarks.md: FP32 vs INT8 vs pruned INT8 on every CPU target, ratios from one run.
+benchmark: setup
+	$(VENV)/bin/python benchmarks/targets.py
+
 dashboard: setup
 	$(VENV)/bin/autotune dashboard

@@ -38,20 +38,26 @@ def prunable_layers(model: nn.Module) -> dict[str, str]:
     return {name: kind for name, module in model.named_modules() if (kind := layer_kind(module))}
 
 
-def output_layers(model: nn.Module, example_input: torch.Tensor) -> set[str]:
-    """Layers whose output tensor is the model's output: their channels are the model's contract."""
-    produced: dict[int, str] = {}
+def trace_layers(model: nn.Module, example_input: torch.Tensor, visit) -> object:
+    """Run one sample through the model calling `visit(name, module, inputs, output)` for each conv/linear
+    layer; returns the model's output."""
     hooks = [
-        module.register_forward_hook(lambda m, i, out, name=name: produced.__setitem__(id(out), name))
+        module.register_forward_hook(lambda m, inputs, output, name=name: visit(name, m, inputs, output))
         for name, module in model.named_modules()
         if layer_kind(module)
     ]
     try:
         with torch.no_grad():
-            output = model(example_input)
+            return model(example_input[:1])
     finally:
         for hook in hooks:
             hook.remove()
+
+
+def output_layers(model: nn.Module, example_input: torch.Tensor) -> set[str]:
+    """Layers whose output tensor is the model's output: their channels are the model's contract."""
+    produced: dict[int, str] = {}
+    output = trace_layers(model, example_input, lambda name, m, i, out: produced.__setitem__(id(out), name))
     outputs = output if isinstance(output, (tuple, list)) else [output]
     return {produced[id(out)] for out in outputs if id(out) in produced}
 

@@ -18,6 +18,7 @@ import numpy as np
 import torch
 from torch import nn
 
+from autotune.compress import trace_layers
 from autotune.paths import cache_dir, workspace
 from autotune.plan import LayerChoice, Plan
 from autotune.progress import progress_bar
@@ -78,7 +79,7 @@ class LayerGeometry:
 def layer_geometries(model: nn.Module, example_input: torch.Tensor) -> dict[str, LayerGeometry]:
     found: dict[str, LayerGeometry] = {}
 
-    def record(name: str, module: nn.Module, inputs: tuple) -> None:
+    def record(name: str, module: nn.Module, inputs: tuple, output: torch.Tensor) -> None:
         if isinstance(module, nn.Conv2d):
             found[name] = LayerGeometry(
                 "conv",
@@ -93,17 +94,7 @@ def layer_geometries(model: nn.Module, example_input: torch.Tensor) -> dict[str,
         else:
             found[name] = LayerGeometry("linear", module.in_features, module.out_features)
 
-    hooks = [
-        m.register_forward_pre_hook(lambda mod, inp, name=name: record(name, mod, inp))
-        for name, m in model.named_modules()
-        if isinstance(m, (nn.Conv2d, nn.Linear))
-    ]
-    try:
-        with torch.no_grad():
-            model(example_input[:1])
-    finally:
-        for hook in hooks:
-            hook.remove()
+    trace_layers(model, example_input, record)
     return found
 
 

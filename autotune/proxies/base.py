@@ -10,6 +10,7 @@ from typing import Any, ClassVar
 import torch
 from torch import nn
 
+from autotune.compress import trace_layers
 from autotune.errors import ProxyError
 from autotune.plan import Plan
 
@@ -24,7 +25,7 @@ def layer_stats(model: nn.Module, example_input: torch.Tensor) -> dict[str, Laye
     """Parameters and MACs per conv/linear layer, measured by running one sample through the model."""
     stats: dict[str, LayerStats] = {}
 
-    def record(name: str, module: nn.Module, output: torch.Tensor) -> None:
+    def record(name: str, module: nn.Module, inputs: tuple, output: torch.Tensor) -> None:
         params = sum(p.numel() for p in module.parameters(recurse=False))
         if isinstance(module, nn.Conv2d):
             per_output = module.in_channels // module.groups * module.kernel_size[0] * module.kernel_size[1]
@@ -33,17 +34,7 @@ def layer_stats(model: nn.Module, example_input: torch.Tensor) -> dict[str, Laye
             macs = module.in_features * module.out_features
         stats[name] = LayerStats(params, macs)
 
-    hooks = [
-        module.register_forward_hook(lambda m, i, out, name=name: record(name, m, out))
-        for name, module in model.named_modules()
-        if isinstance(module, (nn.Conv2d, nn.Linear))
-    ]
-    try:
-        with torch.no_grad():
-            model(example_input[:1])
-    finally:
-        for hook in hooks:
-            hook.remove()
+    trace_layers(model, example_input, record)
     return stats
 
 

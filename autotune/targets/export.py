@@ -36,6 +36,17 @@ def onnx_prefix(layer: str) -> str:
     return "/" + layer.replace(".", "/") + "/"
 
 
+def match_layer_nodes(layers, node_names: list[str], graph: str) -> dict[str, str]:
+    """Each layer's one weight node among `node_names` (found by prefix); an error names what is ambiguous."""
+    mapping = {}
+    for layer in layers:
+        matches = [name for name in node_names if name.startswith(onnx_prefix(layer))]
+        if len(matches) != 1:
+            raise TargetError(f"cannot find layer {layer!r} once in the {graph} graph (candidates {matches})")
+        mapping[layer] = matches[0]
+    return mapping
+
+
 def gemm_to_matmul(model, prefixes: list[str]):
     """Rewrite the Gemm nodes of the given layers as MatMul (+ Add for the bias).
 

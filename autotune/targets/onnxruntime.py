@@ -14,7 +14,7 @@ from autotune.compress import output_channels, prunable_layers
 from autotune.errors import TargetError
 from autotune.plan import Plan
 from autotune.targets.base import Artifact, Target
-from autotune.targets.export import export_onnx, gemm_to_matmul, onnx_prefix
+from autotune.targets.export import export_onnx, gemm_to_matmul, match_layer_nodes, onnx_prefix
 
 WEIGHT_OPS = ("Conv", "Gemm", "MatMul")
 
@@ -50,6 +50,7 @@ class OnnxRuntimeTarget(Target):
     def build(self, model: nn.Module, plan: Plan, calibration: torch.Tensor, directory: Path) -> Artifact:
         from onnxruntime.quantization import CalibrationMethod, QuantFormat, QuantType, quantize_static
         from onnxruntime.quantization.matmul_nbits_quantizer import MatMulNBitsQuantizer
+        from onnxruntime.quantization.shape_inference import quant_pre_process
 
         logging.getLogger("onnxruntime").setLevel(logging.ERROR)
         kinds = prunable_layers(model)
@@ -57,6 +58,8 @@ class OnnxRuntimeTarget(Target):
         directory.mkdir(parents=True, exist_ok=True)
         bits = {name: plan.choice(name).bits for name in kinds}
         path = export_onnx(model, calibration, directory / "float.onnx")
+        # The quantizer's recommended pre-processing; graph optimisation is skipped so node names survive.
+        quant_pre_process(str(path), str(path), skip_optimization=True)
         four_bit = [name for name, b in bits.items() if b == 4]
         if four_bit:
             graph = gemm_to_matmul(onnx.load(str(path)), [onnx_prefix(name) for name in four_bit])
@@ -99,14 +102,7 @@ class OnnxRuntimeTarget(Target):
 
     @staticmethod
     def _weight_nodes(graph: onnx.ModelProto, kinds: dict[str, str]) -> dict[str, str]:
-        names = [node.name for node in graph.graph.node if node.op_type in WEIGHT_OPS]
-        mapping = {}
-        for layer in kinds:
-            matches = [n for n in names if n.startswith(onnx_prefix(layer))]
-            if len(matches) != 1:
-                raise TargetError(f"cannot find layer {layer!r} in the ONNX graph (candidates {matches})")
-            mapping[layer] = matches[0]
-        return mapping
+        return match_layer_nodes(kinds, [n.name for n in graph.graph.node if n.op_type in WEIGHT_OPS], "ONNX")
 
     def _verify(self, graph: onnx.ModelProto, bits: dict[str, int]) -> dict[str, str]:
         """Count what each layer became: a 4-bit MatMulNBits, a QDQ pair with INT8 weights, or plain FP32."""

@@ -13,7 +13,7 @@ from autotune.compress import output_channels, prunable_layers
 from autotune.errors import TargetError
 from autotune.plan import Plan
 from autotune.targets.base import Artifact, Target
-from autotune.targets.export import export_onnx, onnx_prefix
+from autotune.targets.export import export_onnx, match_layer_nodes, onnx_prefix
 
 WEIGHT_OPS = ("Convolution", "MatMul", "GroupConvolution")
 # Runtime precisions the CPU plugin reports for a layer that really runs at the planned bits.
@@ -87,13 +87,7 @@ class OpenVINOTarget(Target):
     @staticmethod
     def _weight_ops(ov_model, kinds: dict[str, str]) -> dict[str, str]:
         names = [op.get_friendly_name() for op in ov_model.get_ordered_ops() if op.get_type_name() in WEIGHT_OPS]
-        mapping = {}
-        for layer in kinds:
-            matches = [n for n in names if n.startswith(onnx_prefix(layer))]
-            if len(matches) != 1:
-                raise TargetError(f"cannot find layer {layer!r} in the OpenVINO graph (candidates {matches})")
-            mapping[layer] = matches[0]
-        return mapping
+        return match_layer_nodes(kinds, names, "OpenVINO")
 
     @staticmethod
     def _layer_node_names(ov_model, op_names: dict[str, str]) -> dict[str, set[str]]:

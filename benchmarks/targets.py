@@ -1,0 +1,101 @@
+"""Benchmark: FP32 vs uniform INT8 vs uniformly pruned INT8 on every CPU target, in one run.
+
+Ratios are against the FP32 and INT8 rows measured in the same run (the machine is shared and
+noisy; absolute numbers move, ratios much less). Writes docs/benchmarks.md.
+
+    make benchmark        # or: .venv/bin/python benchmarks/targets.py [--targets cpu-openvino cpu-onnxruntime]
+"""
+
+from __future__ import annotations
+
+import argparse
+import platform
+import tempfile
+import time
+from pathlib import Path
+
+from autotune.compress import Recovery, RecoveryConfig, output_layers, prunable_layers
+from autotune.plan import LayerChoice, Plan
+from autotune.spec import load_hardware
+from autotune.targets import make_target
+from autotune.workloads import load_workload
+
+ROOT = Path(__file__).resolve().parent.parent
+RECOVERY_STEPS = 800
+
+
+def plans(layers: list[str], outputs: set[str]) -> dict[str, Plan]:
+    """FP32, uniform INT8, and uniform INT8 with every layer but the output layers pruned."""
+
+    def pruned(ratio: float) -> Plan:
+        return Plan({name: LayerChoice(8, 0.0 if name in outputs else ratio) for name in layers})
+
+    return {
+        "fp32": Plan.uniform(layers, 32),
+        "int8": Plan.uniform(layers, 8),
+        "int8 + 30% pruned": pruned(0.3),
+        "int8 + 50% pruned": pruned(0.5),
+    }
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--targets", nargs="+", default=["cpu-openvino", "cpu-onnxruntime"])
+    parser.add_argument("--output", type=Path, default=ROOT / "docs" / "benchmarks.md")
+    args = parser.parse_args()
+
+    workload = load_workload("fashion-cnn")
+    recovery = Recovery(workload, RecoveryConfig(channel_multiple=8))
+    layers = list(prunable_layers(recovery.teacher))
+    rows: dict[str, list[tuple]] = {}
+    started = time.perf_counter()
+    for target_name in args.targets:
+        target = make_target(load_hardware(target_name))
+        rows[target_name] = []
+        for label, plan in plans(layers, output_layers(recovery.teacher, workload.example_input)).items():
+            model = recovery.recovered(plan, RECOVERY_STEPS)
+            with tempfile.TemporaryDirectory() as folder:
+                artifact = target.build(model, plan, workload.calibration, Path(folder))
+                accuracy = target.evaluate(artifact, workload.validation, workload.metric)
+                measurement = target.measure(artifact, workload.example_input)
+            rows[target_name].append((label, accuracy, measurement))
+            print(
+                f"{target_name:16s} {label:18s} acc {accuracy:.4f} p50 {measurement.latency_p50_ms:.3f} ms "
+                f"{measurement.throughput_per_s:,.0f} img/s @{measurement.throughput_batch}"
+            )
+    write_report(args.output, rows, time.perf_counter() - started)
+
+
+def write_report(path: Path, rows: dict[str, list[tuple]], seconds: float) -> None:
+    lines = [
+        "# Benchmark: CPU targets on fashion-cnn",
+        "",
+        f"Measured {time.strftime('%Y-%m-%d %H:%M UTC', time.gmtime())} on {platform.machine()} "
+        f"({platform.processor() or 'cpu'}), 2 threads, by `make benchmark` in {seconds:.0f} s. Pruned plans are "
+        f"recovered with {RECOVERY_STEPS} distillation steps; channels are kept in multiples of 8. Ratios compare "
+        "rows of the same run.",
+        "",
+    ]
+    for target, results in rows.items():
+        fp32 = next(m for label, _, m in results if label == "fp32")
+        int8 = next(m for label, _, m in results if label == "int8")
+        batch = fp32.throughput_batch
+        lines += [
+            f"## {target}",
+            "",
+            f"| plan | accuracy | p50 ms @1 | p95 ms @1 | IQR/p50 | img/s @{batch} | vs FP32 @{batch} | vs INT8 @{batch} | MB |",
+            "| --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: |",
+        ]
+        for label, accuracy, m in results:
+            lines.append(
+                f"| {label} | {accuracy:.4f} | {m.latency_p50_ms:.3f} | {m.latency_p95_ms:.3f} | {m.latency_spread:.2f} "
+                f"| {m.throughput_per_s:,.0f} | {m.throughput_per_s / fp32.throughput_per_s:.2f}x "
+                f"| {m.throughput_per_s / int8.throughput_per_s:.2f}x | {m.size_mb:.3f} |"
+            )
+        lines.append("")
+    path.write_text("\n".join(lines))
+    print(f"wrote {path}")
+
+
+if __name__ == "__main__":
+    main()
