@@ -5,7 +5,15 @@ proxies, with the promising plans built and measured on real runtimes.
 """
 
 from autotune.plan import LayerChoice, Plan
-from autotune.workloads import LabelledData, Workload
 
 __all__ = ["LayerChoice", "LabelledData", "Plan", "Workload"]
 __version__ = "0.1.0"
+
+
+def __getattr__(name: str):
+    # Workload types import torch; resolve them on first use so `autotune --help` stays instant.
+    if name in ("Workload", "LabelledData"):
+        from autotune import workloads
+
+        return getattr(workloads, name)
+    raise AttributeError(f"module 'autotune' has no attribute {name!r}")

@@ -226,8 +226,3 @@ def _recovered_state(
         distill(model, teacher, workload.recovery, steps, config)
         recalibrate_batchnorm(model, workload.recovery, config)
     return {k: v.detach().clone() for k, v in model.state_dict().items()}
-
-
-def compress_for_proxies(recovery: Recovery, plan: Plan, steps: int) -> nn.Module:
-    """Pruned, recovered, and weight-fake-quantized model: what the proxies score."""
-    return fake_quantize_weights(recovery.recovered(plan, steps), plan)

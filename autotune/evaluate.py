@@ -81,7 +81,7 @@ class Evaluator:
         study.set_user_attr("latency_slo_p95_ms", hardware.latency_slo_p95_ms)
         fail_interrupted_trials(study)
         done = {
-            t.user_attrs.get("plan_digest"): t for t in study.get_trials(deepcopy=False, states=(TrialState.COMPLETE,))
+            t.user_attrs.get("plan_digest") for t in study.get_trials(deepcopy=False, states=(TrialState.COMPLETE,))
         }
         todo = [c for c in candidates if c.plan.digest() not in done]
         with progress_bar() as progress:

@@ -84,10 +84,6 @@ class Plan:
         """Stable short identity of the plan, used to find a plan already evaluated."""
         return hashlib.sha256(self.to_json().encode()).hexdigest()[:16]
 
-    def pruning_digest(self) -> str:
-        """Identity of the pruning sub-plan: plans differing only in bits share one recovered model."""
-        return hashlib.sha256(json.dumps(self.pruning(), sort_keys=True).encode()).hexdigest()[:16]
-
     def compact(self, layer_order: Iterable[str]) -> str:
         """One token per layer in the given order: bits, then '-NN' for NN% pruned (e.g. '8 8-30 32 4')."""
         tokens = []

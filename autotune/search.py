@@ -13,7 +13,7 @@ from autotune.errors import AutotuneError, SpecError
 from autotune.pareto import pareto_mask
 from autotune.progress import progress_bar
 from autotune.scoring import ProxyScorer
-from autotune.studies import FINISHED, fail_interrupted_trials, open_study
+from autotune.studies import FINISHED, fail_interrupted_trials, find_study_names, open_study
 
 
 def make_sampler(name: str, seed: int, trials: int) -> optuna.samplers.BaseSampler:
@@ -29,7 +29,7 @@ def run_search(context: StudyContext, scorer: ProxyScorer, storage, trials: int 
     budget = trials if trials is not None else spec.trials
     metric_names = list(scorer.objectives)
     finished_before = 0
-    if spec.name in _names(storage):
+    if spec.name in find_study_names(storage):
         existing = optuna.load_study(study_name=spec.name, storage=storage)
         digest = existing.user_attrs.get("search_digest")
         if digest is not None and digest != spec.search_digest():
@@ -75,7 +75,6 @@ def run_search(context: StudyContext, scorer: ProxyScorer, storage, trials: int 
             def report(study: optuna.Study, trial: optuna.trial.FrozenTrial) -> None:
                 progress.update(task, advance=1, description=_front_summary(study, metric_names))
 
-            optuna.logging.set_verbosity(optuna.logging.WARNING)
             study.optimize(objective, n_trials=remaining, catch=(Exception,), callbacks=[report])
         elapsed = time.perf_counter() - started
         study.set_user_attr("last_search_trials_per_s", remaining / elapsed)
@@ -85,10 +84,6 @@ def run_search(context: StudyContext, scorer: ProxyScorer, storage, trials: int 
         reason = failed[-1].user_attrs.get("fail_reason", "unknown") if failed else "no trials ran"
         raise AutotuneError(f"study {spec.name!r}: no proxy trial completed ({len(failed)} failed; last: {reason})")
     return study
-
-
-def _names(storage) -> set[str]:
-    return {s.study_name for s in optuna.get_all_study_summaries(storage, include_best_trial=False)}
 
 
 def _front_summary(study: optuna.Study, metric_names: list[str]) -> str:

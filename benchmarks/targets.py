@@ -66,12 +66,21 @@ def main() -> None:
     write_report(args.output, rows, time.perf_counter() - started)
 
 
+def cpu_model() -> str:
+    cpuinfo = Path("/proc/cpuinfo")
+    if cpuinfo.is_file():
+        for line in cpuinfo.read_text().splitlines():
+            if line.startswith("model name"):
+                return line.split(":", 1)[1].strip()
+    return platform.processor() or platform.machine()
+
+
 def write_report(path: Path, rows: dict[str, list[tuple]], seconds: float) -> None:
     lines = [
         "# Benchmark: CPU targets on fashion-cnn",
         "",
-        f"Measured {time.strftime('%Y-%m-%d %H:%M UTC', time.gmtime())} on {platform.machine()} "
-        f"({platform.processor() or 'cpu'}), 2 threads, by `make benchmark` in {seconds:.0f} s. Pruned plans are "
+        f"Measured {time.strftime('%Y-%m-%d %H:%M UTC', time.gmtime())} on {cpu_model()} ({platform.machine()}), "
+        f"2 threads, by `make benchmark` in {seconds:.0f} s. Pruned plans are "
         f"recovered with {RECOVERY_STEPS} distillation steps; channels are kept in multiples of 8. Ratios compare "
         "rows of the same run.",
         "",
