@@ -47,5 +47,6 @@ class ProxyScorer:
             reference=self.reference,
             calibration=self.context.calibration,
             reference_logits=self.reference_logits,
+            channel_multiple=self.context.recovery.config.channel_multiple,
         )
         return {name: proxy(proxy_context) for name, proxy in self.proxies.items()}

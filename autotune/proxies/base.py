@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import math
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from functools import cached_property
 from typing import Any, ClassVar
 
@@ -48,7 +48,7 @@ class ProxyContext:
     reference: nn.Module  # the FP32 model
     calibration: torch.Tensor
     reference_logits: torch.Tensor
-    settings: dict[str, dict[str, Any]] = field(default_factory=dict)
+    channel_multiple: int = 1  # how pruning rounds channels, for proxies that prune models themselves
 
     @cached_property
     def logits(self) -> torch.Tensor:

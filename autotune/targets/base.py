@@ -93,16 +93,16 @@ class Target:
         """A zero-argument callable that runs the artifact once on `batch` (set-up done beforehand)."""
         raise NotImplementedError
 
-    def time(self, call) -> np.ndarray:
+    def time_with(self, call, settings) -> np.ndarray:
         """Milliseconds per call by the shared protocol; a GPU target times with device events instead."""
-        return time_calls(call, self.spec.measure)
+        return time_calls(call, settings)
 
     def measure(self, artifact: Artifact, example_input: torch.Tensor) -> Measurement:
         """Latency at the latency batch and throughput at the throughput batch, by the shared protocol."""
 
         def timed(batch: int) -> dict[str, float]:
             data = np.repeat(example_input[:1].numpy(), batch, axis=0)
-            return summarise(self.time(self.runner(artifact, data)))
+            return summarise(self.time_with(self.runner(artifact, data), self.spec.measure))
 
         single = timed(self.spec.latency_batch)
         batched = timed(self.spec.throughput_batch)

@@ -138,5 +138,5 @@ class TorchaoTarget(Target):
 
         return call
 
-    def time(self, call):
-        return time_cuda_calls(call, self.spec.measure) if self.device == "cuda" else super().time(call)
+    def time_with(self, call, settings):
+        return time_cuda_calls(call, settings) if self.device == "cuda" else super().time_with(call, settings)
