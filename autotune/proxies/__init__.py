@@ -5,10 +5,9 @@ Adding a proxy = one module here defining a `Proxy` subclass + naming it in a pr
 
 from __future__ import annotations
 
-import importlib
-import pkgutil
 from functools import cache
 
+from autotune.plugins import discover
 from autotune.proxies.base import Proxy, ProxyContext
 
 __all__ = ["Proxy", "ProxyContext", "registered_proxies"]
@@ -16,12 +15,4 @@ __all__ = ["Proxy", "ProxyContext", "registered_proxies"]
 
 @cache
 def registered_proxies() -> dict[str, type[Proxy]]:
-    found: dict[str, type[Proxy]] = {}
-    for module_info in pkgutil.iter_modules(__path__):
-        if module_info.name == "base":
-            continue
-        module = importlib.import_module(f"{__name__}.{module_info.name}")
-        for value in vars(module).values():
-            if isinstance(value, type) and issubclass(value, Proxy) and value is not Proxy and value.name:
-                found[value.name] = value
-    return found
+    return discover(__name__, __path__, Proxy, "name", skip={"base"})

@@ -6,10 +6,9 @@ hardware/*.toml naming that backend.
 
 from __future__ import annotations
 
-import importlib
-import pkgutil
 from functools import cache
 
+from autotune.plugins import discover
 from autotune.targets.base import Artifact, Measurement, Target
 
 __all__ = ["Artifact", "Measurement", "Target", "registered_backends", "make_target"]
@@ -19,15 +18,7 @@ _SHARED_MODULES = {"base", "measure", "export"}
 
 @cache
 def registered_backends() -> dict[str, type[Target]]:
-    found: dict[str, type[Target]] = {}
-    for module_info in pkgutil.iter_modules(__path__):
-        if module_info.name in _SHARED_MODULES:
-            continue
-        module = importlib.import_module(f"{__name__}.{module_info.name}")
-        for value in vars(module).values():
-            if isinstance(value, type) and issubclass(value, Target) and value is not Target and value.backend:
-                found[value.backend] = value
-    return found
+    return discover(__name__, __path__, Target, "backend", skip=_SHARED_MODULES)
 
 
 def make_target(spec) -> Target:
