@@ -229,7 +229,5 @@ def _spearman(a, b) -> float | None:
 
 def stage_agreement(pool: list[Candidate], objective: str) -> float | None:
     """Spearman between stage-1 and stage-2 scores over the re-scored pool."""
-    pairs = [(c.stage1[objective], c.stage2[objective]) for c in pool if c.stage2]
-    if len(pairs) < 3:
-        return None
-    return _spearman([a for a, _ in pairs], [b for _, b in pairs])
+    rescored = [c for c in pool if c.stage2]
+    return _spearman([c.stage1[objective] for c in rescored], [c.stage2[objective] for c in rescored])

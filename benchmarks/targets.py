@@ -1,6 +1,7 @@
 """Benchmark: FP32 vs uniform INT8 vs uniformly pruned INT8 on every CPU target, in one run.
 
-Ratios are against the FP32 and INT8 rows measured in the same run (the machine is shared and
+Workload, search space (channel multiple, which layers may be pruned) and recovery budget are the
+default study's (studies/fashion-cnn.toml), so the rows are the plans that study would build. Ratios are against the FP32 and INT8 rows measured in the same run (the machine is shared and
 noisy; absolute numbers move, ratios much less). Writes docs/benchmarks.md.
 
     make benchmark        # or: .venv/bin/python benchmarks/targets.py [--targets cpu-openvino cpu-onnxruntime]
@@ -14,27 +15,23 @@ import tempfile
 import time
 from pathlib import Path
 
-from autotune.compress import Recovery, RecoveryConfig, output_layers, prunable_layers
-from autotune.plan import LayerChoice, Plan
-from autotune.spec import load_hardware
+from autotune.context import StudyContext, prepare
+from autotune.plan import Plan
+from autotune.spec import load_hardware, load_study_spec
 from autotune.targets import make_target
-from autotune.workloads import load_workload
 
 ROOT = Path(__file__).resolve().parent.parent
-RECOVERY_STEPS = 800
+STUDY = "fashion-cnn"
 
 
-def plans(layers: list[str], outputs: set[str]) -> dict[str, Plan]:
-    """FP32, uniform INT8, and uniform INT8 with every layer but the output layers pruned."""
-
-    def pruned(ratio: float) -> Plan:
-        return Plan({name: LayerChoice(8, 0.0 if name in outputs else ratio) for name in layers})
-
+def plans(context: StudyContext) -> dict[str, Plan]:
+    """FP32 and uniform INT8 (the study's references), and uniform INT8 pruned as far as each layer allows."""
+    references = context.reference_plans()
     return {
-        "fp32": Plan.uniform(layers, 32),
-        "int8": Plan.uniform(layers, 8),
-        "int8 + 30% pruned": pruned(0.3),
-        "int8 + 50% pruned": pruned(0.5),
+        "fp32": references["fp32"],
+        "int8": references["int8"],
+        "int8 + 30% pruned": context.space.uniform_plan(8, 0.3),
+        "int8 + 50% pruned": context.space.uniform_plan(8, 0.5),
     }
 
 
@@ -44,18 +41,18 @@ def main() -> None:
     parser.add_argument("--output", type=Path, default=ROOT / "docs" / "benchmarks.md")
     args = parser.parse_args()
 
-    workload = load_workload("fashion-cnn")
-    recovery = Recovery(workload, RecoveryConfig(channel_multiple=8))
-    layers = list(prunable_layers(recovery.teacher))
+    context = prepare(load_study_spec(STUDY))
+    workload, steps = context.workload, context.spec.recovery.full_steps
+    benchmark_plans = plans(context)
     rows: dict[str, list[tuple]] = {}
     started = time.perf_counter()
     for target_name in args.targets:
         target = make_target(load_hardware(target_name))
         rows[target_name] = []
-        for label, plan in plans(layers, output_layers(recovery.teacher, workload.example_input)).items():
-            model = recovery.recovered(plan, RECOVERY_STEPS)
+        for label, plan in benchmark_plans.items():
+            model = context.recovery.recovered(plan, steps)  # cached: the second target reuses it
             with tempfile.TemporaryDirectory() as folder:
-                artifact = target.build(model, plan, workload.calibration, Path(folder))
+                artifact = target.build(model, plan, context.calibration, Path(folder))
                 accuracy = target.evaluate(artifact, workload.validation, workload.metric)
                 measurement = target.measure(artifact, workload.example_input)
             rows[target_name].append((label, accuracy, measurement))
@@ -63,7 +60,7 @@ def main() -> None:
                 f"{target_name:16s} {label:18s} acc {accuracy:.4f} p50 {measurement.latency_p50_ms:.3f} ms "
                 f"{measurement.throughput_per_s:,.0f} img/s @{measurement.throughput_batch}"
             )
-    write_report(args.output, rows, time.perf_counter() - started)
+    write_report(args.output, rows, time.perf_counter() - started, steps)
 
 
 def cpu_model() -> str:
@@ -75,14 +72,14 @@ def cpu_model() -> str:
     return platform.processor() or platform.machine()
 
 
-def write_report(path: Path, rows: dict[str, list[tuple]], seconds: float) -> None:
+def write_report(path: Path, rows: dict[str, list[tuple]], seconds: float, steps: int) -> None:
     lines = [
         "# Benchmark: CPU targets on fashion-cnn",
         "",
         f"Measured {time.strftime('%Y-%m-%d %H:%M UTC', time.gmtime())} on {cpu_model()} ({platform.machine()}), "
         f"2 threads, by `make benchmark` in {seconds:.0f} s. Pruned plans are "
-        f"recovered with {RECOVERY_STEPS} distillation steps; channels are kept in multiples of 8. Ratios compare "
-        "rows of the same run.",
+        f"recovered with {steps} distillation steps as in studies/{STUDY}.toml (channels in multiples of 8, the head "
+        "unpruned). Ratios compare rows of the same run.",
         "",
     ]
     for target, results in rows.items():

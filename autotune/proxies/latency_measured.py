@@ -9,7 +9,7 @@ from autotune.proxies.base import Proxy, ProxyContext
 class MeasuredLatency(Proxy):
     name = "latency_measured"
     unit = "ms per throughput batch"
-    description = "base latency on the target + each layer's measured in-network delta for its precision and pruning"
+    description = "base latency on the target x each layer's measured in-network ratio for its precision and pruning"
     per_target = True
 
     def __init__(self, settings=None) -> None:

@@ -19,6 +19,11 @@ from autotune.targets.export import export_onnx, gemm_to_matmul, match_layer_nod
 WEIGHT_OPS = ("Conv", "Gemm", "MatMul")
 
 
+def _weight_nodes(graph: onnx.ModelProto, layers, op_types: tuple[str, ...]) -> dict[str, str]:
+    names = [node.name for node in graph.graph.node if node.op_type in op_types]
+    return match_layer_nodes(layers, names, "ONNX")
+
+
 class CalibrationReader:
     """Feeds calibration samples to onnxruntime's static quantizer one at a time."""
 
@@ -61,10 +66,11 @@ class OnnxRuntimeTarget(Target):
         # The quantizer's recommended pre-processing; graph optimisation is skipped so node names survive.
         quant_pre_process(str(path), str(path), skip_optimization=True)
         four_bit = [name for name, b in bits.items() if b == 4]
+        graph = onnx.load(str(path))
         if four_bit:
-            graph = gemm_to_matmul(onnx.load(str(path)), [onnx_prefix(name) for name in four_bit])
+            graph = gemm_to_matmul(graph, [onnx_prefix(name) for name in four_bit])
             onnx.save(graph, str(path))
-        nodes = self._weight_nodes(onnx.load(str(path)), kinds)
+        nodes = _weight_nodes(graph, kinds, WEIGHT_OPS)
         current = path
         if any(b == 8 for b in bits.values()):
             quantized = directory / "int8.onnx"
@@ -100,25 +106,14 @@ class OnnxRuntimeTarget(Target):
         realised = self._verify(onnx.load(str(final)), bits)
         return Artifact(self.name, directory, (final,), plan, realised, output_channels(model))
 
-    @staticmethod
-    def _weight_nodes(graph: onnx.ModelProto, kinds: dict[str, str]) -> dict[str, str]:
-        return match_layer_nodes(kinds, [n.name for n in graph.graph.node if n.op_type in WEIGHT_OPS], "ONNX")
-
     def _verify(self, graph: onnx.ModelProto, bits: dict[str, int]) -> dict[str, str]:
         """Count what each layer became: a 4-bit MatMulNBits, a QDQ pair with INT8 weights, or plain FP32."""
         producers = {out: node for node in graph.graph.node for out in node.output}
         initializers = {init.name: init for init in graph.graph.initializer}
+        by_name = {node.name: node for node in graph.graph.node}
         realised = {}
-        for layer, planned in bits.items():
-            prefix = onnx_prefix(layer)
-            nodes = [
-                n for n in graph.graph.node if n.name.startswith(prefix) and n.op_type in (*WEIGHT_OPS, "MatMulNBits")
-            ]
-            if len(nodes) != 1:
-                raise TargetError(
-                    f"target {self.name!r}: layer {layer!r} not found once in the built graph ({[n.name for n in nodes]})"
-                )
-            node = nodes[0]
+        for layer, node_name in _weight_nodes(graph, bits, (*WEIGHT_OPS, "MatMulNBits")).items():
+            node, planned = by_name[node_name], bits[layer]
             if node.op_type == "MatMulNBits":
                 found = f"int{next(a.i for a in node.attribute if a.name == 'bits')}"
             else:

@@ -19,7 +19,7 @@ from autotune.compress import output_channels, prunable_layers
 from autotune.errors import TargetError
 from autotune.plan import Plan
 from autotune.targets.base import Artifact, Target
-from autotune.targets.measure import time_cuda_calls
+from autotune.targets.measure import cuda_event_ms, host_ms, time_calls
 
 
 def _config_for(bits: int, weight_only_int8: bool, int4_group_size: int):
@@ -139,4 +139,4 @@ class TorchaoTarget(Target):
         return call
 
     def time_with(self, call, settings):
-        return time_cuda_calls(call, settings) if self.device == "cuda" else super().time_with(call, settings)
+        return time_calls(call, settings, cuda_event_ms if self.device == "cuda" else host_ms)
