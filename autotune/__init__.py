@@ -6,13 +6,13 @@ proxies, with the promising plans built and measured on real runtimes.
 
 from autotune.plan import LayerChoice, Plan
 
-__all__ = ["LayerChoice", "LabelledData", "Plan", "Workload"]
+__all__ = ["LayerChoice", "LabelledData", "ModelIO", "Plan", "Workload"]
 __version__ = "0.1.0"
 
 
 def __getattr__(name: str):
     # Workload types import torch; resolve them on first use so `autotune --help` stays instant.
-    if name in ("Workload", "LabelledData"):
+    if name in ("Workload", "LabelledData", "ModelIO"):
         from autotune import workloads
 
         return getattr(workloads, name)

@@ -6,11 +6,14 @@ from dataclasses import dataclass
 
 import torch
 
-from autotune.compress import Recovery, RecoveryConfig, output_layers, prunable_layers
-from autotune.plan import Plan
+from autotune.compress import Recovery, RecoveryConfig
+from autotune.layers import ModelLayers
+from autotune.plan import LayerChoice, Plan
 from autotune.search_space import SearchSpace, resolve
 from autotune.spec import StudySpec
+from autotune.targets.base import BuildContext
 from autotune.workloads import Workload, load_workload
+from autotune.workloads.io import Inputs, take
 
 
 @dataclass
@@ -18,35 +21,58 @@ class StudyContext:
     spec: StudySpec
     workload: Workload
     space: SearchSpace
-    layer_kinds: dict[str, str]
     recovery: Recovery
 
     @property
-    def calibration(self) -> torch.Tensor:
-        return self.workload.calibration[: self.spec.proxies.calibration_samples]
+    def layers(self) -> ModelLayers:
+        return self.recovery.layers
+
+    @property
+    def layer_kinds(self) -> dict[str, str]:
+        return self.layers.kinds
+
+    @property
+    def calibration(self) -> Inputs:
+        return take(self.workload.calibration, slice(0, self.spec.proxies.calibration_samples))
+
+    def build_context(self) -> BuildContext:
+        return BuildContext(self.layers, self.workload.io, self.calibration)
 
     def reference_plans(self) -> dict[str, Plan]:
-        """FP32 and uniform INT8 (every layer, no pruning): evaluated in every run for comparison."""
-        names = list(self.layer_kinds)
-        return {"fp32": Plan.uniform(names, 32), "int8": Plan.uniform(names, 8)}
+        """FP32, and INT8 on every layer all the study's targets run at 8 bits (no pruning): evaluated in
+        every run for comparison."""
+        kinds = self.layer_kinds
+        int8 = {
+            name: LayerChoice(8 if all(t.supports(kind, 8) for t in self.spec.targets) else 32)
+            for name, kind in kinds.items()
+        }
+        return {"fp32": Plan.uniform(kinds, 32), "int8": Plan(int8)}
+
+
+def resolve_device(name: str) -> str:
+    if name == "auto":
+        return "cuda" if torch.cuda.is_available() else "cpu"
+    return name
 
 
 def prepare(spec: StudySpec) -> StudyContext:
-    """Load the workload and resolve the search space against its model and the study's targets.
+    """Load the workload, analyse its model (layers, pruning groups) and resolve the search space against
+    it and the study's targets.
 
     Raises a one-line AutotuneError for every problem the spec can have, before any study is created.
     """
     workload = load_workload(spec.workload)
-    model = workload.fp32_model()
-    layer_kinds = prunable_layers(model)
-    space = resolve(spec.search_space, layer_kinds, output_layers(model, workload.example_input), spec.targets)
     r = spec.recovery
     config = RecoveryConfig(
         batch_size=r.batch_size,
         learning_rate=r.learning_rate,
         temperature=r.temperature,
         task_loss_weight=r.task_loss_weight,
+        recalibration_samples=r.recalibration_samples,
         seed=r.seed,
         channel_multiple=spec.search_space.channel_multiple,
+        device=resolve_device(r.device),
     )
-    return StudyContext(spec, workload, space, layer_kinds, Recovery(workload, config))
+    recovery = Recovery(workload, config)
+    space = resolve(spec.search_space, recovery.layers, recovery.pruner.groups, spec.targets)
+    return StudyContext(spec, workload, space, recovery)

@@ -31,7 +31,10 @@ from autotune.spec import HardwareSpec
 from autotune.studies import fail_interrupted_trials, open_study
 from autotune.targets import Target, make_target
 
-MEASURED_METRICS = ["accuracy_drop_pts", "latency_p50_ms", "size_mb"]
+
+def measured_metrics(metric_name: str) -> list[str]:
+    """Objectives of a measured study: the metric's drop vs FP32 (points, whatever its direction), p50, size."""
+    return [f"{metric_name}_drop_pts", "latency_p50_ms", "size_mb"]
 
 
 def measured_study_name(study_name: str, target_name: str) -> str:
@@ -56,6 +59,7 @@ class Evaluator:
         self.artifact_store = FileSystemArtifactStore(str(artifact_dir))
         artifact_dir.mkdir(parents=True, exist_ok=True)
         self.layer_names = list(context.layer_kinds)
+        self.metrics = measured_metrics(context.workload.metric_name)
 
     def run(self, candidates: list[Candidate]) -> dict[str, optuna.Study]:
         studies = {}
@@ -70,8 +74,9 @@ class Evaluator:
 
     def run_target(self, target: Target, hardware: HardwareSpec, candidates: list[Candidate]) -> optuna.Study:
         spec = self.context.spec
-        study = open_study(self.storage, measured_study_name(spec.name, hardware.name), MEASURED_METRICS)
+        study = open_study(self.storage, measured_study_name(spec.name, hardware.name), self.metrics)
         study.set_user_attr("kind", "measured")
+        study.set_user_attr("metric_name", self.context.workload.metric_name)
         study.set_user_attr("proxy_study", spec.name)
         study.set_user_attr("target", hardware.name)
         study.set_user_attr("throughput_batch", hardware.throughput_batch)
@@ -94,8 +99,8 @@ class Evaluator:
                 try:
                     self.evaluate_one(study, target, candidate)
                 except AutotuneError as exc:
-                    if candidate.role == "fp32":
-                        raise
+                    if candidate.role != "candidate":  # a reference that cannot be built stops the run
+                        raise AutotuneError(f"{candidate.role} reference on target {hardware.name!r}: {exc}") from exc
                     console.print(
                         f"[yellow]{hardware.name}: {candidate.role} {candidate.plan.digest()[:8]} failed: {exc}"
                     )
@@ -132,7 +137,7 @@ class Evaluator:
             builds.mkdir(parents=True, exist_ok=True)
             with tempfile.TemporaryDirectory(dir=builds) as folder:
                 started = time.perf_counter()
-                artifact = target.build(model, plan, self.context.calibration, Path(folder))
+                artifact = target.build(model, plan, self.context.build_context(), Path(folder))
                 timings["build_s"] = time.perf_counter() - started
                 started = time.perf_counter()
                 accuracy = target.evaluate(artifact, workload.validation, workload.metric)
@@ -142,7 +147,7 @@ class Evaluator:
                 timings["measure_s"] = time.perf_counter() - started
                 if candidate.role == "fp32":
                     study.set_user_attr("fp32_accuracy", accuracy)
-                drop = (self.fp32_accuracy(study) - accuracy) * 100
+                drop = workload.quality_drop(self.fp32_accuracy(study), accuracy)
                 recipe = self.recipe(target, candidate, artifact, accuracy, measurement)
                 (Path(folder) / "plan.json").write_text(json.dumps(plan.to_dict(), indent=2))
                 (Path(folder) / "recipe.json").write_text(json.dumps(recipe, indent=2, default=str))

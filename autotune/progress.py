@@ -2,7 +2,10 @@
 
 from __future__ import annotations
 
+import contextlib
+import io
 import shutil
+from collections.abc import Iterator
 
 from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn, TimeRemainingColumn
@@ -23,3 +26,11 @@ def progress_bar() -> Progress:
         console=console,
         transient=False,
     )
+
+
+@contextlib.contextmanager
+def third_party_output_hidden() -> Iterator[None]:
+    """Keep libraries' own progress bars (NNCF draws two per build on stdout) off the terminal:
+    autotune shows one bar per phase on stderr."""
+    with contextlib.redirect_stdout(io.StringIO()):
+        yield

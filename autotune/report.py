@@ -71,7 +71,8 @@ def _saving(cost: float | None, base: FrontRow | None) -> str:
     return f"{(1 - cost / base.cost_per_million) * 100:+.0f}%"
 
 
-def front_table(study: optuna.Study, metric_name: str = "accuracy") -> Table:
+def front_table(study: optuna.Study, metric_name: str | None = None) -> Table:
+    metric_name = metric_name or study.user_attrs.get("metric_name", "accuracy")
     rows = measured_rows(study, metric_name)
     attrs = study.user_attrs
     batch = attrs.get("throughput_batch", "?")

@@ -4,10 +4,9 @@ from __future__ import annotations
 
 import copy
 
-import torch
-
 from autotune.compress import fake_quantize_weights
 from autotune.context import StudyContext
+from autotune.errors import SpecError
 from autotune.plan import Plan
 from autotune.proxies import Proxy, ProxyContext, registered_proxies
 from autotune.spec import HardwareSpec
@@ -32,9 +31,15 @@ class ProxyScorer:
                 self.proxies[metric] = proxy
                 if name in recipe.objectives:
                     self.objectives.append(metric)
+        for metric, proxy in self.proxies.items():
+            kinds = proxy.output_kinds
+            if kinds is not None and context.workload.io.output_kind not in kinds:
+                raise SpecError(
+                    f"{recipe.path}: proxy {metric!r} reads {list(kinds)} outputs, but workload "
+                    f"{context.workload.name!r} gives {context.workload.io.output_kind!r}; use output_divergence"
+                )
         self.reference = context.recovery.teacher
-        with torch.no_grad():
-            self.reference_logits = self.reference(context.calibration)
+        self.reference_outputs = context.workload.io.run_batched(self.reference, context.calibration)
 
     def score(self, plan: Plan, recovery_steps: int) -> dict[str, float]:
         """Every metric of the recipe for `plan`; raises ProxyError on a failure or a non-finite value."""
@@ -46,7 +51,10 @@ class ProxyScorer:
             recovered=recovered,
             reference=self.reference,
             calibration=self.context.calibration,
-            reference_logits=self.reference_logits,
+            reference_outputs=self.reference_outputs,
+            io=self.context.workload.io,
             channel_multiple=self.context.recovery.config.channel_multiple,
+            pruner=self.context.recovery.pruner,
+            build=self.context.build_context(),
         )
         return {name: proxy(proxy_context) for name, proxy in self.proxies.items()}

@@ -9,7 +9,7 @@ import optuna
 from optuna.trial import TrialState
 
 from autotune.context import StudyContext
-from autotune.errors import AutotuneError, SpecError
+from autotune.errors import AutotuneError, ProxyError, SpecError
 from autotune.pareto import pareto_mask
 from autotune.progress import progress_bar
 from autotune.scoring import ProxyScorer
@@ -32,15 +32,15 @@ def run_search(context: StudyContext, scorer: ProxyScorer, storage, trials: int 
     if spec.name in find_study_names(storage):
         existing = optuna.load_study(study_name=spec.name, storage=storage)
         digest = existing.user_attrs.get("search_digest")
-        if digest is not None and digest != spec.search_digest():
+        if digest is not None and digest != spec.search_digest(context.workload.fingerprint):
             raise SpecError(
-                f"{spec.path}: study {spec.name!r} in {spec.storage} was created from a different workload, search "
-                "space, proxy recipe or search recovery; give the study a new name to start afresh"
+                f"{spec.path}: study {spec.name!r} in {spec.storage} was created from a different workload, model, "
+                "search space, proxy recipe, hardware target or search recovery; give the study a new name to start afresh"
             )
         finished_before = len(existing.get_trials(deepcopy=False, states=FINISHED))
     sampler = make_sampler(spec.sampler, spec.seed + finished_before, budget)
     study = open_study(storage, spec.name, metric_names, sampler)
-    study.set_user_attr("search_digest", spec.search_digest())
+    study.set_user_attr("search_digest", spec.search_digest(context.workload.fingerprint))
     study.set_user_attr("spec", str(spec.path))
     study.set_user_attr("kind", "proxy search")
     study.set_user_attr("workload", spec.workload)
@@ -75,7 +75,9 @@ def run_search(context: StudyContext, scorer: ProxyScorer, storage, trials: int 
             def report(study: optuna.Study, trial: optuna.trial.FrozenTrial) -> None:
                 progress.update(task, advance=1, description=_front_summary(study, metric_names))
 
-            study.optimize(objective, n_trials=remaining, catch=(Exception,), callbacks=[report])
+            # A proxy failing on one plan (NaN, a plan it cannot score) fails that trial; anything else
+            # (a target that cannot build a layer, a bug) stops the run at once with one line.
+            study.optimize(objective, n_trials=remaining, catch=(ProxyError,), callbacks=[report])
         elapsed = time.perf_counter() - started
         study.set_user_attr("last_search_trials_per_s", remaining / elapsed)
     completed = study.get_trials(states=(TrialState.COMPLETE,))
@@ -93,4 +95,6 @@ def _front_summary(study: optuna.Study, metric_names: list[str]) -> str:
     values = np.array([t.values for t in trials])
     front = values[pareto_mask(values)]
     best = ", ".join(f"{name} {front[:, i].min():.3g}" for i, name in enumerate(metric_names))
-    return f"proxy trials | front {len(front)} | best {best}"
+    failed = study.get_trials(deepcopy=False, states=(TrialState.FAIL,))
+    failures = f" | {len(failed)} failed (last: {failed[-1].user_attrs.get('fail_reason', '?')[:80]})" if failed else ""
+    return f"proxy trials | front {len(front)} | best {best}{failures}"

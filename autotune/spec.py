@@ -21,7 +21,7 @@ from autotune.paths import PACKAGE_ROOT, default_storage_url
 from autotune.plan import SUPPORTED_BITS
 
 CATALOGUES = ("search_spaces", "proxies", "hardware", "studies")
-LAYER_KINDS = ("conv", "linear", "any")
+LAYER_KINDS = ("conv", "linear", "embedding", "any")
 
 
 class Fields:
@@ -81,7 +81,7 @@ def read_toml(path: Path) -> dict:
 
 
 def catalogue_roots() -> list[Path]:
-    """Catalogues are looked up in the current directory first, then beside the package."""
+    """Catalogues are looked up in the current directory first, then in the built-in ones (shipped with the package)."""
     roots = [Path.cwd()]
     if PACKAGE_ROOT not in roots:
         roots.append(PACKAGE_ROOT)
@@ -284,7 +284,7 @@ def load_hardware(reference: str) -> HardwareSpec:
     throughput_batch = root.number("throughput_batch", 64, 1, integer=True)
     bits_table = root.sub("weight_bits")
     weight_bits = {}
-    for kind in ("conv", "linear"):
+    for kind in ("conv", "linear", "embedding"):
         values = bits_table.get(kind, list, [32], "a list of bit-widths")
         for value in values:
             if value not in SUPPORTED_BITS:
@@ -339,7 +339,9 @@ class RecoverySettings:
     learning_rate: float = 1e-3
     temperature: float = 2.0
     task_loss_weight: float = 0.5
+    recalibration_samples: int = 2560
     seed: int = 0
+    device: str = "auto"  # where proxies and recovery run: "auto" (CUDA if available), "cpu" or "cuda"
 
 
 @dataclass(frozen=True)
@@ -359,19 +361,25 @@ class StudySpec:
     rescore: int
     recovery: RecoverySettings
 
-    def search_digest(self) -> str:
+    def search_digest(self, model_fingerprint: str = "") -> str:
         """Identity of what defines the proxy study's trials; a resumed study must match it."""
         parts = {
             "workload": self.workload,
+            "model": model_fingerprint,
             "search_space": read_toml(self.search_space.path),
             "proxies": read_toml(self.proxies.path),
+            # A per-target objective measured on changed target settings is a different objective.
+            "targets": {t.name: read_toml(t.path) for t in self.targets},
             "search_steps": self.recovery.search_steps,
-            "recovery": {k: v for k, v in asdict(self.recovery).items() if not k.endswith("_steps")},
+            "recovery": {
+                k: v for k, v in asdict(self.recovery).items() if not k.endswith("_steps") and k != "device"
+            },
         }
         return hashlib.sha256(json.dumps(parts, sort_keys=True, default=str).encode()).hexdigest()[:16]
 
 
 SAMPLERS = ("nsga2", "tpe")
+DEVICES = ("auto", "cpu", "cuda")
 
 
 def load_study_spec(reference: str) -> StudySpec:
@@ -410,8 +418,12 @@ def load_study_spec(reference: str) -> StudySpec:
         learning_rate=r.number("learning_rate", defaults.learning_rate, 0.0),
         temperature=r.number("temperature", defaults.temperature, 0.0),
         task_loss_weight=r.number("task_loss_weight", defaults.task_loss_weight, 0.0),
+        recalibration_samples=r.number("recalibration_samples", defaults.recalibration_samples, 1, integer=True),
         seed=r.number("seed", defaults.seed, 0, integer=True),
+        device=r.get("device", str, defaults.device),
     )
+    if recovery.device not in DEVICES:
+        raise r.error("device", f"{recovery.device!r}: expected one of {list(DEVICES)}")
     r.reject_unknown()
     root.reject_unknown()
     if not target_refs:

@@ -14,7 +14,8 @@ FINISHED = (TrialState.COMPLETE, TrialState.FAIL, TrialState.PRUNED)
 
 
 def storage_for(url: str) -> optuna.storages.BaseStorage:
-    optuna.logging.set_verbosity(optuna.logging.WARNING)  # our progress bars report trials; no per-event logs
+    # Our progress bars report trials and failures; Optuna would log a traceback per failed trial.
+    optuna.logging.set_verbosity(optuna.logging.ERROR)
     if url.startswith("sqlite:///"):
         Path(url.removeprefix("sqlite:///")).parent.mkdir(parents=True, exist_ok=True)
     try:

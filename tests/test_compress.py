@@ -4,38 +4,43 @@ import copy
 
 import torch
 
-from autotune.compress import (
-    Recovery,
-    RecoveryConfig,
-    fake_quantize_weights,
-    output_channels,
-    output_layers,
-    prunable_layers,
-    prune,
-)
+from autotune.compress import Recovery, RecoveryConfig, fake_quantize_weights
+from autotune.layers import index_model, out_channels, output_layers
 from autotune.plan import LayerChoice, Plan
+from autotune.pruning import GroupPruner
+
+
+def output_channels(model):
+    """Output channels of every conv/linear layer, by qualified module name."""
+    return {
+        name: out_channels(module)
+        for name, module in model.named_modules()
+        if isinstance(module, (torch.nn.Conv2d, torch.nn.Linear))
+    }
 
 
 def test_layers_and_outputs_are_discovered(tiny_workload):
     model = tiny_workload.fp32_model()
-    layers = prunable_layers(model)
+    io, example = tiny_workload.io, tiny_workload.example_input
+    layers = index_model(model, io, example).kinds
     assert len(layers) >= 6
     assert layers["fc1"] == "linear" and layers["stem.conv"] == "conv"
-    assert output_layers(model, tiny_workload.example_input) == {"head"}
+    assert output_layers(model, io, example) == {"head"}
 
 
 def test_pruning_removes_channels_for_real_and_keeps_the_model_runnable(tiny_workload):
     model = tiny_workload.fp32_model()
+    io, example = tiny_workload.io, tiny_workload.example_input
     before = output_channels(model)
     params_before = sum(p.numel() for p in model.parameters())
     plan = Plan({"block1.conv1": LayerChoice(32, 0.5), "fc1": LayerChoice(32, 0.25)})
-    prune(model, plan, tiny_workload.example_input)
-    after = output_channels(model)
+    pruned = GroupPruner(model, io, example, index_model(model, io, example)).prune(plan)
+    after = output_channels(pruned)
     assert after["block1.conv1"] == before["block1.conv1"] // 2
     assert after["fc1"] < before["fc1"]
     assert after["head"] == before["head"]
-    assert sum(p.numel() for p in model.parameters()) < params_before
-    assert model(tiny_workload.example_input).shape == (1, 10)
+    assert sum(p.numel() for p in pruned.parameters()) < params_before
+    assert io.run(pruned, example).shape == (1, 10)
 
 
 def test_fake_quantization_error_grows_as_bits_shrink(tiny_workload):
@@ -51,8 +56,11 @@ def test_fake_quantization_error_grows_as_bits_shrink(tiny_workload):
 
 def test_recovery_is_cached_by_pruning_subplan_and_deterministic(tiny_workload, workspace):
     recovery = Recovery(tiny_workload, RecoveryConfig(batch_size=64))
-    plan_a = Plan({"down2.conv": LayerChoice(8, 0.5)})
-    plan_b = Plan({"down2.conv": LayerChoice(32, 0.5), "fc1": LayerChoice(8)})  # same pruning
+    # down2.conv and block2.conv2 lose their channels together (one pruning group): one ratio for both.
+    plan_a = Plan({"down2.conv": LayerChoice(8, 0.5), "block2.conv2": LayerChoice(8, 0.5)})
+    plan_b = Plan(
+        {"down2.conv": LayerChoice(32, 0.5), "block2.conv2": LayerChoice(4, 0.5), "fc1": LayerChoice(8)}
+    )  # same pruning
     first = recovery.recovered(plan_a, steps=5)
     cache_entries = len(list((workspace / "cache" / "recovery").rglob("output.pkl")))
     second = recovery.recovered(plan_b, steps=5)
@@ -70,11 +78,11 @@ def test_recovery_is_cached_by_pruning_subplan_and_deterministic(tiny_workload, 
 
 def test_recovery_improves_a_pruned_model(tiny_workload):
     recovery = Recovery(tiny_workload, RecoveryConfig(batch_size=64))
-    plan = Plan({name: LayerChoice(32, 0.5) for name in ("stem.conv", "down1.conv", "down2.conv", "fc1")})
+    pruned_layers = ("stem.conv", "down1.conv", "block1.conv2", "down2.conv", "block2.conv2", "fc1")
+    plan = Plan({name: LayerChoice(32, 0.5) for name in pruned_layers})
     data = tiny_workload.validation
 
     def accuracy(model):
-        with torch.no_grad():
-            return tiny_workload.metric(model(data.inputs).numpy(), data.labels.numpy())
+        return tiny_workload.metric(tiny_workload.io.run_batched(model, data.inputs).numpy(), data.labels_numpy())
 
     assert accuracy(recovery.recovered(plan, steps=60)) > accuracy(recovery.pruned(plan))

@@ -13,13 +13,13 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-import torch
 
 from autotune.errors import AutotuneError, PlanError, TargetError
 from autotune.plan import LayerChoice, Plan
 from autotune.proxies import ProxyContext, registered_proxies
 from autotune.spec import list_entries, load_hardware
 from autotune.targets import make_target
+from autotune.workloads.io import take
 
 HARDWARE = list_entries("hardware")
 PROXIES = sorted(registered_proxies())
@@ -51,7 +51,12 @@ def plan_for(target, context, bits: int, prune: dict[str, float] | None = None) 
 
 
 def accuracy_of(outputs: np.ndarray, context) -> float:
-    return context.workload.metric(outputs, context.workload.validation.labels.numpy())
+    return context.workload.metric(outputs, context.workload.validation.labels_numpy())
+
+
+def torch_outputs(context, model, inputs) -> np.ndarray:
+    """The selected output of the torch model, read the way the workload reads it."""
+    return context.workload.io.run_batched(model, inputs).numpy()
 
 
 def test_build_honours_the_plan(target, tiny_context, tmp_path):
@@ -59,7 +64,7 @@ def test_build_honours_the_plan(target, tiny_context, tmp_path):
     plan = plan_for(target, tiny_context, lowest, prune={"block1.conv1": 0.5})
     plan = Plan(dict(plan.layers) | {"head": LayerChoice(32)})
     model = tiny_context.recovery.recovered(plan, steps=0)
-    artifact = target.build(model, plan, tiny_context.calibration, tmp_path)
+    artifact = target.build(model, plan, tiny_context.build_context(), tmp_path)
     assert set(artifact.realised_precision) == set(tiny_context.layer_kinds)
     for name, precision in artifact.realised_precision.items():
         is_full = precision in ("f32", "fp32")
@@ -71,18 +76,16 @@ def test_build_honours_the_plan(target, tiny_context, tmp_path):
 
 def test_fp32_plan_reproduces_fp32_outputs(target, tiny_context, tmp_path):
     model = tiny_context.recovery.teacher
-    artifact = target.build(model, tiny_context.reference_plans()["fp32"], tiny_context.calibration, tmp_path)
-    inputs = tiny_context.workload.validation.inputs[:256]
-    with torch.no_grad():
-        expected = model(inputs).numpy()
+    artifact = target.build(model, tiny_context.reference_plans()["fp32"], tiny_context.build_context(), tmp_path)
+    inputs = take(tiny_context.workload.validation.inputs, slice(0, 256))
+    expected = torch_outputs(tiny_context, model, inputs)
     np.testing.assert_allclose(target.predict(artifact, inputs), expected, rtol=1e-3, atol=1e-3)
 
 
 def test_int8_plan_keeps_a_sane_accuracy(target, tiny_context, tmp_path):
     model = tiny_context.recovery.teacher
-    with torch.no_grad():
-        fp32 = accuracy_of(model(tiny_context.workload.validation.inputs).numpy(), tiny_context)
-    artifact = target.build(model, plan_for(target, tiny_context, 8), tiny_context.calibration, tmp_path)
+    fp32 = accuracy_of(torch_outputs(tiny_context, model, tiny_context.workload.validation.inputs), tiny_context)
+    artifact = target.build(model, plan_for(target, tiny_context, 8), tiny_context.build_context(), tmp_path)
     accuracy = target.evaluate(artifact, tiny_context.workload.validation, tiny_context.workload.metric)
     assert fp32 - accuracy < 0.03, (fp32, accuracy)
 
@@ -91,8 +94,8 @@ def test_builds_are_deterministic(target, tiny_context, tmp_path):
     plan = plan_for(target, tiny_context, 8)
     model = tiny_context.recovery.teacher
     inputs = tiny_context.workload.validation.inputs[:64]
-    first = target.predict(target.build(model, plan, tiny_context.calibration, tmp_path / "a"), inputs)
-    second = target.predict(target.build(model, plan, tiny_context.calibration, tmp_path / "b"), inputs)
+    first = target.predict(target.build(model, plan, tiny_context.build_context(), tmp_path / "a"), inputs)
+    second = target.predict(target.build(model, plan, tiny_context.build_context(), tmp_path / "b"), inputs)
     np.testing.assert_allclose(first, second, rtol=1e-5, atol=1e-5)
 
 
@@ -100,7 +103,7 @@ def test_measurement_is_positive_and_finite(target, tiny_context, tmp_path):
     if target.unavailable_reason:
         pytest.skip(f"{target.name}: measurement needs the configured device: {target.unavailable_reason}")
     artifact = target.build(
-        tiny_context.recovery.teacher, plan_for(target, tiny_context, 8), tiny_context.calibration, tmp_path
+        tiny_context.recovery.teacher, plan_for(target, tiny_context, 8), tiny_context.build_context(), tmp_path
     )
     measurement = target.measure(artifact, tiny_context.workload.example_input)
     values = (
@@ -118,7 +121,7 @@ def test_measurement_is_positive_and_finite(target, tiny_context, tmp_path):
 def test_bad_plans_raise_clear_errors(target, tiny_context, tmp_path):
     model = tiny_context.recovery.teacher
     with pytest.raises(PlanError, match=r"unknown layer\(s\) \['encoder.attention'\]"):
-        target.build(model, Plan({"encoder.attention": LayerChoice(8)}), tiny_context.calibration, tmp_path)
+        target.build(model, Plan({"encoder.attention": LayerChoice(8)}), tiny_context.build_context(), tmp_path)
     impossible = next(
         (
             (name, bits)
@@ -131,7 +134,7 @@ def test_bad_plans_raise_clear_errors(target, tiny_context, tmp_path):
     if impossible:
         name, bits = impossible
         with pytest.raises(TargetError, match=f"cannot run .* layer '{name}' at {bits} bits"):
-            target.build(model, Plan({name: LayerChoice(bits)}), tiny_context.calibration, tmp_path)
+            target.build(model, Plan({name: LayerChoice(bits)}), tiny_context.build_context(), tmp_path)
 
 
 def test_every_hardware_file_names_a_registered_backend():
@@ -146,13 +149,24 @@ def proxy_contexts(tiny_context):
     from autotune.compress import fake_quantize_weights
 
     reference = tiny_context.recovery.teacher
-    with torch.no_grad():
-        reference_logits = reference(tiny_context.calibration)
+    io = tiny_context.workload.io
+    reference_outputs = io.run_batched(reference, tiny_context.calibration)
 
     def context_for(plan: Plan) -> ProxyContext:
         recovered = tiny_context.recovery.recovered(plan, 0)
         compressed = fake_quantize_weights(tiny_context.recovery.recovered(plan, 0), plan)
-        return ProxyContext(plan, compressed, recovered, reference, tiny_context.calibration, reference_logits)
+        return ProxyContext(
+            plan,
+            compressed,
+            recovered,
+            reference,
+            tiny_context.calibration,
+            reference_outputs,
+            io=io,
+            channel_multiple=tiny_context.recovery.config.channel_multiple,
+            pruner=tiny_context.recovery.pruner,
+            build=tiny_context.build_context(),
+        )
 
     return context_for
 

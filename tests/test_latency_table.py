@@ -11,7 +11,7 @@ from autotune.spec import load_hardware
 
 @pytest.fixture(scope="module")
 def table(tiny_context):
-    return LatencyTable(load_hardware("cpu-onnxruntime"), tiny_context.recovery.teacher, tiny_context.calibration, 8)
+    return LatencyTable(load_hardware("cpu-onnxruntime"), tiny_context.recovery.pruner, tiny_context.build_context(), 8)
 
 
 def test_base_plan_estimates_the_measured_base(table):
@@ -19,16 +19,33 @@ def test_base_plan_estimates_the_measured_base(table):
     assert table.estimate_ms(table.base) == pytest.approx(table.base_ms)
 
 
-def test_a_single_layer_change_estimates_what_was_measured(table):
-    (name, bits, ratio), log_ratio = next(iter(table.log_ratios.items()))
-    changed = Plan(dict(table.base.layers) | {name: LayerChoice(bits, ratio)})
+def test_a_single_layer_change_estimates_what_was_measured(table, tiny_context):
+    (name, bits), log_ratio = next(iter(table.log_ratios.items()))
+    changed = Plan(dict(table.base.layers) | {name: LayerChoice(bits)})
     assert table.estimate_ms(changed) == pytest.approx(table.base_ms * math.exp(log_ratio))
+    # One pruning group at the probed ratio, every member together, is what was measured too.
+    root, log_ratio = next(iter(table.log_prune_ratios.items()))
+    group = next(g for g in tiny_context.recovery.pruner.groups if g.root == root)
+    pruned = Plan(
+        dict(table.base.layers) | {m: LayerChoice(table.base.choice(m).bits, PROBE_PRUNE) for m in group.layers}
+    )
+    assert table.estimate_ms(pruned) == pytest.approx(table.base_ms * math.exp(log_ratio))
 
 
 def test_every_layer_and_choice_was_probed_and_heavy_pruning_stays_positive(table, tiny_context):
     for name, kind in tiny_context.layer_kinds.items():
         for bits in table.spec.weight_bits[kind]:
-            assert (name, bits, 0.0) in table.log_ratios or table.base.choice(name).bits == bits
-    assert any(ratio == PROBE_PRUNE for _, _, ratio in table.log_ratios)
+            assert (name, bits) in table.log_ratios or table.base.choice(name).bits == bits
+    prunable = {group.root for group in tiny_context.recovery.pruner.prunable}
+    assert prunable and set(table.log_prune_ratios) == prunable
     pruned = tiny_context.space.uniform_plan(8, 0.7)
     assert 0 < table.estimate_ms(pruned) < float("inf")
+    heavy = Plan(
+        dict(table.base.layers)
+        | {
+            m: LayerChoice(table.base.choice(m).bits, 0.7)
+            for g in tiny_context.recovery.pruner.prunable
+            for m in g.layers
+        }
+    )
+    assert 0 < table.estimate_ms(heavy) < float("inf")

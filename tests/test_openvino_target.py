@@ -3,12 +3,14 @@
 import numpy as np
 import openvino as ov
 import pytest
-import torch
 
 from autotune.errors import TargetError
 from autotune.plan import LayerChoice, Plan
 from autotune.spec import load_hardware
 from autotune.targets import make_target
+from autotune.targets.export import export_onnx
+from autotune.targets.openvino import layer_ops
+from autotune.workloads.io import take
 
 
 @pytest.fixture(scope="module")
@@ -16,14 +18,16 @@ def target():
     return make_target(load_hardware("cpu-openvino"))
 
 
-def conv_out_channels(xml_path):
-    """Output channels of each named weight layer as stored in the IR."""
-    model = ov.Core().read_model(str(xml_path))
-    found = {}
-    for op in model.get_ordered_ops():
-        if op.get_type_name() == "Convolution":
-            found[op.get_friendly_name().split("/Conv")[0]] = op.get_output_partial_shape(0)[1].get_length()
-    return found
+def conv_out_channels(xml_path, model, context, folder):
+    """Output channels of each conv layer as stored in the IR, its ops found through the ONNX export map."""
+    build = context.build_context()
+    exported = export_onnx(model, build.io, build.calibration, build.layers, folder / "map.onnx")
+    ops = layer_ops(ov.Core().read_model(str(xml_path)), exported.layer_of_node)
+    return {
+        layer: {op.get_output_partial_shape(0)[1].get_length() for op in found}
+        for layer, found in ops.items()
+        if all(op.get_type_name() == "Convolution" for op in found)
+    }
 
 
 def test_mixed_plan_is_realised_as_planned(tiny_context, target, tmp_path):
@@ -32,37 +36,35 @@ def test_mixed_plan_is_realised_as_planned(tiny_context, target, tmp_path):
         | {"block1.conv1": LayerChoice(32, 0.5), "fc1": LayerChoice(4), "head": LayerChoice(32)}
     )
     model = tiny_context.recovery.recovered(plan, steps=0)
-    artifact = target.build(model, plan, tiny_context.calibration, tmp_path)
+    artifact = target.build(model, plan, tiny_context.build_context(), tmp_path)
     assert artifact.realised_precision["block1.conv1"] == "f32"
     assert artifact.realised_precision["head"] == "f32"
     assert artifact.realised_precision["fc1"] in ("i4", "u4")
     assert artifact.realised_precision["stem.conv"] in ("u8", "i8")
     original = tiny_context.recovery.teacher.block1.conv1.out_channels
     assert artifact.channels["block1.conv1"] == original // 2
-    assert conv_out_channels(artifact.files[0])["/block1/conv1"] == original // 2
+    assert conv_out_channels(artifact.files[0], model, tiny_context, tmp_path)["block1.conv1"] == {original // 2}
     assert all(path.is_file() for path in artifact.files) and artifact.size_bytes > 0
 
 
 def test_fp32_plan_reproduces_torch_outputs(tiny_context, target, tmp_path):
     plan = tiny_context.reference_plans()["fp32"]
     model = tiny_context.recovery.teacher
-    artifact = target.build(model, plan, tiny_context.calibration, tmp_path)
+    artifact = target.build(model, plan, tiny_context.build_context(), tmp_path)
     assert set(artifact.realised_precision.values()) == {"f32"}
-    inputs = tiny_context.workload.validation.inputs[:200]
-    with torch.no_grad():
-        expected = model(inputs).numpy()
+    inputs = take(tiny_context.workload.validation.inputs, slice(0, 200))
+    expected = tiny_context.workload.io.run_batched(model, inputs).numpy()
     np.testing.assert_allclose(target.predict(artifact, inputs), expected, rtol=1e-3, atol=1e-4)
 
 
 def test_int8_accuracy_and_measurement_are_sane(tiny_context, target, tmp_path):
     workload = tiny_context.workload
     fp32_model = tiny_context.recovery.teacher
-    int8 = target.build(fp32_model, tiny_context.reference_plans()["int8"], tiny_context.calibration, tmp_path)
+    int8 = target.build(fp32_model, tiny_context.reference_plans()["int8"], tiny_context.build_context(), tmp_path)
     accuracy = target.evaluate(int8, workload.validation, workload.metric)
-    with torch.no_grad():
-        fp32_accuracy = workload.metric(
-            fp32_model(workload.validation.inputs).numpy(), workload.validation.labels.numpy()
-        )
+    fp32_accuracy = workload.metric(
+        workload.io.run_batched(fp32_model, workload.validation.inputs).numpy(), workload.validation.labels_numpy()
+    )
     assert abs(accuracy - fp32_accuracy) < 0.03
     measurement = target.measure(int8, workload.example_input)
     for value in (
@@ -79,6 +81,6 @@ def test_int8_accuracy_and_measurement_are_sane(tiny_context, target, tmp_path):
 def test_impossible_plans_are_refused(tiny_context, target, tmp_path):
     model = tiny_context.recovery.teacher
     with pytest.raises(TargetError, match="cannot run conv layer 'stem.conv' at 4 bits"):
-        target.build(model, Plan({"stem.conv": LayerChoice(4)}), tiny_context.calibration, tmp_path)
+        target.build(model, Plan({"stem.conv": LayerChoice(4)}), tiny_context.build_context(), tmp_path)
     with pytest.raises(Exception, match=r"unknown layer\(s\) \['encoder'\]"):
-        target.build(model, Plan({"encoder": LayerChoice(8)}), tiny_context.calibration, tmp_path)
+        target.build(model, Plan({"encoder": LayerChoice(8)}), tiny_context.build_context(), tmp_path)

@@ -26,14 +26,19 @@ def uniform(context, bits, prune=0.0):
 
 
 def test_every_registered_proxy_is_found():
-    assert {"kl_divergence", "top1_disagreement", "weight_error", "model_size", "latency_macs"} <= set(
-        registered_proxies()
-    )
+    assert {
+        "output_divergence",
+        "kl_divergence",
+        "top1_disagreement",
+        "weight_error",
+        "model_size",
+        "latency_macs",
+    } <= set(registered_proxies())
 
 
 def test_fp32_plan_scores_as_the_reference(tiny_context, scorer):
     scores = scorer.score(uniform(tiny_context, 32), 0)
-    assert scores["kl_divergence"] == pytest.approx(0.0, abs=1e-6)
+    assert scores["output_divergence"] == pytest.approx(0.0, abs=1e-6)
     assert scores["weight_error"] == 0.0
     assert scores["latency_macs"] == pytest.approx(1.0)
 
@@ -43,7 +48,7 @@ def test_four_bits_is_worse_than_eight_on_the_same_layers(tiny_context, scorer):
     eight = Plan({name: LayerChoice(8) for name in layers})
     four = Plan({"fc1": LayerChoice(4), "block2.conv1": LayerChoice(8)})
     s8, s4 = scorer.score(eight, 0), scorer.score(four, 0)
-    assert s4["kl_divergence"] > s8["kl_divergence"] > 0
+    assert s4["output_divergence"] > s8["output_divergence"] > 0
     assert s4["weight_error"] > s8["weight_error"] > 0
     assert s4["model_size"] < s8["model_size"]
 
@@ -54,7 +59,7 @@ def test_size_and_latency_shrink_with_bits_and_pruning(tiny_context, scorer):
     )
     assert fp32["model_size"] > int8["model_size"] > pruned["model_size"]
     assert fp32["latency_macs"] > int8["latency_macs"] > pruned["latency_macs"]
-    assert pruned["kl_divergence"] > int8["kl_divergence"]
+    assert pruned["output_divergence"] > int8["output_divergence"]
 
 
 class NaNProxy(Proxy):

@@ -2,11 +2,23 @@
 
 import pytest
 
+from autotune import search_space
 from autotune.errors import SpecError
-from autotune.search_space import resolve
+from autotune.layers import Layer, ModelLayers
+from autotune.pruning import PruningGroup
 from autotune.spec import load_hardware, load_proxy_recipe, load_search_space, load_study_spec
 
-LAYERS = {"stem.conv": "conv", "block.conv1": "conv", "fc1": "linear", "head": "linear"}
+KINDS = {"stem.conv": "conv", "block.conv1": "conv", "fc1": "linear", "head": "linear"}
+
+
+def resolve(spec, kinds, outputs, targets=()):
+    """Resolve against a model with these layers, each its own 32-channel pruning group."""
+    layers = ModelLayers({n: Layer(n, k, f"{n}.weight", 32) for n, k in kinds.items()}, frozenset(outputs))
+    groups = [PruningGroup(n, (n,), 32, None, "output" if n in outputs else "") for n in kinds]
+    return search_space.resolve(spec, layers, groups, targets)
+
+
+LAYERS = KINDS
 
 
 def write(folder, name, text):
@@ -18,7 +30,7 @@ def write(folder, name, text):
 def test_builtin_catalogues_load():
     spec = load_study_spec("fashion-cnn")
     assert spec.search_space.name == "cnn-mixed"
-    assert spec.proxies.objectives == ("kl_divergence", "latency_measured")
+    assert spec.proxies.objectives == ("output_divergence", "latency_measured")
     assert [t.name for t in spec.targets] == ["cpu-openvino", "cpu-onnxruntime"]
     assert spec.targets[0].cost_per_million(1000.0) == pytest.approx(0.0893 / 3600 / 1000 * 1e6)
     assert spec.targets[0].supports("linear", 4) and not spec.targets[0].supports("conv", 4)
@@ -44,8 +56,9 @@ def test_resolve_assigns_first_matching_rule_and_keeps_head_fp32(catalogue):
     )
     space = resolve(load_search_space("s"), LAYERS, {"head"})
     by_name = {layer.name: layer for layer in space.layers}
-    assert by_name["fc1"].bits == (4, 8) and by_name["fc1"].prune == (0.0,)
-    assert by_name["stem.conv"].prune == (0.0, 0.5)
+    groups = {group.root: group for group in space.groups}
+    assert by_name["fc1"].bits == (4, 8) and groups["fc1"].ratios == (0.0,)
+    assert groups["stem.conv"].ratios == (0.0, 0.5) and groups["stem.conv"].widths == (32, 16)
     assert by_name["head"].bits == (32,)
     assert "head.bits" not in space.distributions()
     plan = space.plan_from_params({"fc1.bits": 4, "stem.conv.prune": 0.5})

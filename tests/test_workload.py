@@ -3,7 +3,6 @@
 import sys
 
 import pytest
-import torch
 
 from autotune.errors import WorkloadError
 from autotune.workloads import Workload, load_workload
@@ -11,9 +10,9 @@ from autotune.workloads import Workload, load_workload
 
 def test_tiny_workload_is_trained_and_cached(tiny_workload, workspace):
     model = tiny_workload.fp32_model()
-    with torch.no_grad():
-        outputs = model(tiny_workload.validation.inputs[:500]).numpy()
-    assert tiny_workload.metric(outputs, tiny_workload.validation.labels[:500].numpy()) > 0.6
+    sample = tiny_workload.validation.take(slice(0, 500))
+    outputs = tiny_workload.io.run_batched(model, sample.inputs).numpy()
+    assert tiny_workload.metric(outputs, sample.labels_numpy()) > 0.6
     checkpoints = list((workspace / "cache" / "models").glob("*.pt"))
     assert checkpoints and tiny_workload.fingerprint and len(tiny_workload.fingerprint) == 64
     assert load_workload("fashion-cnn-tiny").fingerprint == tiny_workload.fingerprint  # reused, not retrained

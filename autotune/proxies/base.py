@@ -10,9 +10,10 @@ from typing import Any, ClassVar
 import torch
 from torch import nn
 
-from autotune.compress import trace_layers
-from autotune.errors import ProxyError
+from autotune.errors import AutotuneError, ProxyError
+from autotune.layers import trace_layers
 from autotune.plan import Plan
+from autotune.workloads.io import Inputs, ModelIO, take
 
 
 @dataclass(frozen=True)
@@ -21,8 +22,8 @@ class LayerStats:
     macs: int  # multiply-accumulates for one input sample
 
 
-def layer_stats(model: nn.Module, example_input: torch.Tensor) -> dict[str, LayerStats]:
-    """Parameters and MACs per conv/linear layer, measured by running one sample through the model."""
+def layer_stats(model: nn.Module, io: ModelIO, example: Inputs) -> dict[str, LayerStats]:
+    """Parameters and MACs per layer, measured by running one sample through the model."""
     stats: dict[str, LayerStats] = {}
 
     def record(name: str, module: nn.Module, inputs: tuple, output: torch.Tensor) -> None:
@@ -30,11 +31,14 @@ def layer_stats(model: nn.Module, example_input: torch.Tensor) -> dict[str, Laye
         if isinstance(module, nn.Conv2d):
             per_output = module.in_channels // module.groups * module.kernel_size[0] * module.kernel_size[1]
             macs = output[0].numel() * per_output
+        elif isinstance(module, nn.Linear):
+            macs = output[0].numel() * module.in_features  # every position of a sequence
         else:
-            macs = module.in_features * module.out_features
-        stats[name] = LayerStats(params, macs)
+            macs = 0  # an embedding is a lookup
+        previous = stats.get(name)
+        stats[name] = LayerStats(params, macs + (previous.macs if previous else 0))  # a module called twice
 
-    trace_layers(model, example_input, record)
+    trace_layers(model, io, take(example, slice(0, 1)), record)
     return stats
 
 
@@ -46,26 +50,28 @@ class ProxyContext:
     compressed: nn.Module  # pruned, recovered, weights fake-quantized
     recovered: nn.Module  # pruned and recovered, full-precision weights
     reference: nn.Module  # the FP32 model
-    calibration: torch.Tensor
-    reference_logits: torch.Tensor
+    calibration: Inputs
+    reference_outputs: torch.Tensor  # the FP32 model's selected outputs on the calibration inputs
+    io: ModelIO = ModelIO()
     channel_multiple: int = 1  # how pruning rounds channels, for proxies that prune models themselves
+    pruner: Any = None  # the model's GroupPruner, for proxies that build pruned models themselves
+    build: Any = None  # the targets' BuildContext, for proxies that build on a runtime
 
     @cached_property
-    def logits(self) -> torch.Tensor:
-        with torch.no_grad():
-            return self.compressed(self.calibration)
+    def outputs(self) -> torch.Tensor:
+        return self.io.run_batched(self.compressed, self.calibration)
 
     @cached_property
     def stats(self) -> dict[str, LayerStats]:
-        return layer_stats(self.recovered, self.calibration)
+        return layer_stats(self.recovered, self.io, self.calibration)
 
     @cached_property
     def reference_stats(self) -> dict[str, LayerStats]:
-        return layer_stats(self.reference, self.calibration)
+        return layer_stats(self.reference, self.io, self.calibration)
 
     @cached_property
     def other_params(self) -> int:
-        """Parameters outside conv/linear layers (BatchNorm, ...), kept in FP32 by every target."""
+        """Parameters outside the layers (BatchNorm, LayerNorm, ...), kept in FP32 by every target."""
         total = sum(p.numel() for p in self.recovered.parameters())
         return total - sum(s.params for s in self.stats.values())
 
@@ -77,6 +83,7 @@ class Proxy:
     unit: ClassVar[str] = ""
     description: ClassVar[str] = ""
     per_target: ClassVar[bool] = False  # one instance (and objective) per study target, `name@target`
+    output_kinds: ClassVar[tuple[str, ...] | None] = None  # output kinds it applies to (None: any)
 
     def __init__(self, settings: dict[str, Any] | None = None) -> None:
         self.settings = settings or {}
@@ -90,10 +97,12 @@ class Proxy:
         raise NotImplementedError
 
     def __call__(self, context: ProxyContext) -> float:
-        context.plan.validate_layers(context.stats)  # a plan for another model is an error, for every proxy
+        unknown = sorted(set(context.plan.layers) - set(context.stats))
+        if unknown:  # a plan for another model is an error, for every proxy
+            raise ProxyError(f"plan names unknown layer(s) {unknown}; the model has {sorted(context.stats)}")
         try:
             value = float(self.compute(context))
-        except ProxyError:
+        except AutotuneError:  # a target that cannot build, a bad plan: deterministic, not this trial's bad luck
             raise
         except Exception as exc:
             raise ProxyError(f"proxy {self.name!r} raised {type(exc).__name__}: {exc}") from exc

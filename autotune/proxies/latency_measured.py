@@ -19,7 +19,7 @@ class MeasuredLatency(Proxy):
 
     def table(self, context: ProxyContext) -> LatencyTable:
         if self._table is None:
-            self._table = LatencyTable(self.target, context.reference, context.calibration, context.channel_multiple)
+            self._table = LatencyTable(self.target, context.pruner, context.build, context.channel_multiple)
         return self._table
 
     def compute(self, context: ProxyContext) -> float:

@@ -7,13 +7,24 @@ from pathlib import Path
 from typing import Any, ClassVar
 
 import numpy as np
-import torch
 from torch import nn
 
 from autotune.errors import TargetError
+from autotune.layers import ModelLayers
 from autotune.plan import Plan
 from autotune.targets.measure import summarise, time_calls
 from autotune.workloads import LabelledData
+from autotune.workloads.io import Inputs, ModelIO, repeat_first
+
+
+@dataclass(frozen=True)
+class BuildContext:
+    """What a target needs besides the weights: the layers (and how to find them), how the model is
+    called and read, and calibration inputs for static quantization."""
+
+    layers: ModelLayers
+    io: ModelIO
+    calibration: Inputs
 
 
 @dataclass(frozen=True)
@@ -26,6 +37,7 @@ class Artifact:
     plan: Plan
     realised_precision: dict[str, str]  # layer -> precision the runtime really executes
     channels: dict[str, int]  # layer -> output channels after pruning
+    io: ModelIO = field(default_factory=ModelIO)
 
     @property
     def size_bytes(self) -> int:
@@ -74,8 +86,9 @@ class Target:
         """This target built for the CPU, when the configured device is absent; None if it has none."""
         return None
 
-    def check_plan(self, plan: Plan, layer_kinds: dict[str, str]) -> None:
-        plan.validate_layers(layer_kinds)
+    def check_plan(self, plan: Plan, layers: ModelLayers) -> None:
+        layers.validate(plan.layers)
+        layer_kinds = layers.kinds
         for name, choice in plan.layers.items():
             if not self.spec.supports(layer_kinds[name], choice.bits):
                 raise TargetError(
@@ -83,13 +96,14 @@ class Target:
                     f"(it realises {list(self.spec.weight_bits[layer_kinds[name]])})"
                 )
 
-    def build(self, model: nn.Module, plan: Plan, calibration: torch.Tensor, directory: Path) -> Artifact:
+    def build(self, model: nn.Module, plan: Plan, context: BuildContext, directory: Path) -> Artifact:
         raise NotImplementedError
 
-    def predict(self, artifact: Artifact, inputs: torch.Tensor, batch_size: int = 500) -> np.ndarray:
+    def predict(self, artifact: Artifact, inputs: Inputs, batch_size: int = 256) -> np.ndarray:
+        """The selected output of the whole input set, as numpy."""
         raise NotImplementedError
 
-    def runner(self, artifact: Artifact, batch: np.ndarray):
+    def runner(self, artifact: Artifact, batch: Inputs):
         """A zero-argument callable that runs the artifact once on `batch` (set-up done beforehand)."""
         raise NotImplementedError
 
@@ -97,11 +111,11 @@ class Target:
         """Milliseconds per call by the shared protocol; a GPU target times with device events instead."""
         return time_calls(call, settings)
 
-    def measure(self, artifact: Artifact, example_input: torch.Tensor) -> Measurement:
+    def measure(self, artifact: Artifact, example_input: Inputs) -> Measurement:
         """Latency at the latency batch and throughput at the throughput batch, by the shared protocol."""
 
         def timed(batch: int) -> dict[str, float]:
-            data = np.repeat(example_input[:1].numpy(), batch, axis=0)
+            data = repeat_first(example_input, batch)
             return summarise(self.time_with(self.runner(artifact, data), self.spec.measure))
 
         single = timed(self.spec.latency_batch)
@@ -122,4 +136,4 @@ class Target:
         outputs = self.predict(artifact, data.inputs)
         if not np.all(np.isfinite(outputs)):
             raise TargetError(f"target {self.name!r}: the built model produced non-finite outputs")
-        return float(metric(outputs, data.labels.numpy() if data.labels is not None else None))
+        return float(metric(outputs, data.labels_numpy()))

@@ -7,28 +7,21 @@ from pathlib import Path
 
 import numpy as np
 import onnx
-import torch
 from torch import nn
 
-from autotune.compress import output_channels, prunable_layers
 from autotune.errors import TargetError
+from autotune.layers import out_channels
 from autotune.plan import Plan
-from autotune.targets.base import Artifact, Target
-from autotune.targets.export import export_onnx, gemm_to_matmul, match_layer_nodes, onnx_prefix
-
-WEIGHT_OPS = ("Conv", "Gemm", "MatMul")
-
-
-def _weight_nodes(graph: onnx.ModelProto, layers, op_types: tuple[str, ...]) -> dict[str, str]:
-    names = [node.name for node in graph.graph.node if node.op_type in op_types]
-    return match_layer_nodes(layers, names, "ONNX")
+from autotune.targets.base import Artifact, BuildContext, Target
+from autotune.targets.export import WEIGHT_INPUT, export_onnx, gemm_to_matmul, locate_layers
+from autotune.workloads.io import Inputs, ModelIO, iter_batches
 
 
 class CalibrationReader:
     """Feeds calibration samples to onnxruntime's static quantizer one at a time."""
 
-    def __init__(self, calibration: torch.Tensor) -> None:
-        self._samples = iter([{"input": sample[None].numpy()} for sample in calibration])
+    def __init__(self, calibration: Inputs, io: ModelIO) -> None:
+        self._samples = iter([io.feed(part) for part in iter_batches(calibration, 1)])
 
     def get_next(self):
         return next(self._samples, None)
@@ -50,40 +43,46 @@ class OnnxRuntimeTarget(Target):
         options.inter_op_num_threads = 1
         options.execution_mode = ort.ExecutionMode.ORT_SEQUENTIAL
         options.log_severity_level = 3
-        return ort.InferenceSession(str(path), options, providers=["CPUExecutionProvider"])
+        # That optimizer quantizes a float layer whose neighbours are quantized: a 32-bit layer must stay float.
+        return ort.InferenceSession(
+            str(path), options, providers=["CPUExecutionProvider"], disabled_optimizers=["WeightBiasQuantization"]
+        )
 
-    def build(self, model: nn.Module, plan: Plan, calibration: torch.Tensor, directory: Path) -> Artifact:
+    def build(self, model: nn.Module, plan: Plan, context: BuildContext, directory: Path) -> Artifact:
         from onnxruntime.quantization import CalibrationMethod, QuantFormat, QuantType, quantize_static
         from onnxruntime.quantization.matmul_nbits_quantizer import MatMulNBitsQuantizer
         from onnxruntime.quantization.shape_inference import quant_pre_process
 
         logging.getLogger("onnxruntime").setLevel(logging.ERROR)
-        kinds = prunable_layers(model)
-        self.check_plan(plan, kinds)
+        layers = context.layers
+        self.check_plan(plan, layers)
         directory.mkdir(parents=True, exist_ok=True)
-        bits = {name: plan.choice(name).bits for name in kinds}
-        path = export_onnx(model, calibration, directory / "float.onnx")
+        bits = {name: plan.choice(name).bits for name in layers.layers}
+        exported = export_onnx(model, context.io, context.calibration, layers, directory / "float.onnx")
+        path = exported.path
         # The quantizer's recommended pre-processing; graph optimisation is skipped so node names survive.
-        quant_pre_process(str(path), str(path), skip_optimization=True)
-        four_bit = [name for name, b in bits.items() if b == 4]
+        quant_pre_process(str(path), str(path), skip_optimization=True, skip_symbolic_shape=True)
         graph = onnx.load(str(path))
-        if four_bit:
-            graph = gemm_to_matmul(graph, [onnx_prefix(name) for name in four_bit])
+        nodes = locate_layers(graph, layers, "ONNX")
+        four_bit = [name for name, b in bits.items() if b == 4]
+        gemms = [n for name in four_bit for n in nodes[name] if _op_type(graph, n) == "Gemm"]
+        if gemms:
+            gemm_to_matmul(graph, gemms)
             onnx.save(graph, str(path))
-        nodes = _weight_nodes(graph, kinds, WEIGHT_OPS)
+            nodes = locate_layers(graph, layers, "ONNX")
         current = path
         if any(b == 8 for b in bits.values()):
             quantized = directory / "int8.onnx"
             quantize_static(
                 str(current),
                 str(quantized),
-                CalibrationReader(calibration),
+                CalibrationReader(context.calibration, context.io),
                 quant_format=QuantFormat.QDQ,
                 activation_type=QuantType.QUInt8,
                 weight_type=QuantType.QInt8,
                 per_channel=True,
                 calibrate_method=CalibrationMethod.MinMax,
-                nodes_to_exclude=[nodes[name] for name, b in bits.items() if b != 8],
+                nodes_to_exclude=[n for name, b in bits.items() if b != 8 for n in nodes[name]],
             )
             current = quantized
         if four_bit:
@@ -92,7 +91,8 @@ class OnnxRuntimeTarget(Target):
                 bits=4,
                 block_size=self.spec.options.get("int4_block_size", 32),
                 is_symmetric=True,
-                nodes_to_include=[nodes[name] for name in four_bit],
+                nodes_to_include=[n for name in four_bit for n in nodes[name]],
+                op_types_to_quantize=("__only_included__",),  # nodes_to_include widens the op filter otherwise
             )
             quantizer.process()
             compressed = directory / "int4.onnx"
@@ -103,29 +103,36 @@ class OnnxRuntimeTarget(Target):
         for leftover in directory.glob("*.onnx"):
             if leftover != final:
                 leftover.unlink()
-        realised = self._verify(onnx.load(str(final)), bits)
-        return Artifact(self.name, directory, (final,), plan, realised, output_channels(model))
+        realised = self._verify(onnx.load(str(final)), layers, bits)
+        modules = dict(model.named_modules())
+        channels = {name: out_channels(modules[name]) for name in layers.layers}
+        return Artifact(self.name, directory, (final,), plan, realised, channels, context.io)
 
-    def _verify(self, graph: onnx.ModelProto, bits: dict[str, int]) -> dict[str, str]:
-        """Count what each layer became: a 4-bit MatMulNBits, a QDQ pair with INT8 weights, or plain FP32."""
+    def _verify(self, graph: onnx.ModelProto, layers, bits: dict[str, int]) -> dict[str, str]:
+        """What each layer's nodes became: 4-bit MatMulNBits, a QDQ pair with INT8 weights, or plain FP32."""
         producers = {out: node for node in graph.graph.node for out in node.output}
         initializers = {init.name: init for init in graph.graph.initializer}
         by_name = {node.name: node for node in graph.graph.node}
         realised = {}
-        for layer, node_name in _weight_nodes(graph, bits, (*WEIGHT_OPS, "MatMulNBits")).items():
+        located = locate_layers(graph, layers, "quantized ONNX")
+        for layer, node_name in ((layer, name) for layer, names in located.items() for name in names):
             node, planned = by_name[node_name], bits[layer]
-            if node.op_type == "MatMulNBits":
+            if node.op_type in ("MatMulNBits", "GatherBlockQuantized"):
                 found = f"int{next(a.i for a in node.attribute if a.name == 'bits')}"
             else:
-                weight = producers.get(node.input[1])
-                activation = producers.get(node.input[0])
+                weight_port = WEIGHT_INPUT.get(node.op_type, 1)
+                weight = producers.get(node.input[weight_port])
+                activation = producers.get(node.input[1 - weight_port])
                 weight_int8 = (
                     weight is not None
                     and weight.op_type == "DequantizeLinear"
                     and weight.input[0] in initializers
-                    and initializers[weight.input[0]].data_type == onnx.TensorProto.INT8
+                    and initializers[weight.input[0]].data_type in (onnx.TensorProto.INT8, onnx.TensorProto.UINT8)
                 )
-                activation_quantized = activation is not None and activation.op_type == "DequantizeLinear"
+                # A Gather's other input is token indices, never quantized: its weight alone says int8.
+                activation_quantized = node.op_type == "Gather" or (
+                    activation is not None and activation.op_type == "DequantizeLinear"
+                )
                 found = (
                     "int8" if weight_int8 and activation_quantized else "fp32" if not weight_int8 else "int8-weights"
                 )
@@ -137,15 +144,16 @@ class OnnxRuntimeTarget(Target):
             realised[layer] = found
         return realised
 
-    def predict(self, artifact: Artifact, inputs: torch.Tensor, batch_size: int = 500) -> np.ndarray:
+    def predict(self, artifact: Artifact, inputs: Inputs, batch_size: int = 256) -> np.ndarray:
         session = self._session(artifact.files[0])
-        name = session.get_inputs()[0].name
-        outputs = [
-            session.run(None, {name: inputs[s : s + batch_size].numpy()})[0] for s in range(0, len(inputs), batch_size)
-        ]
+        outputs = [session.run(None, artifact.io.feed(part))[0] for part in iter_batches(inputs, batch_size)]
         return np.concatenate(outputs)
 
-    def runner(self, artifact: Artifact, batch: np.ndarray):
+    def runner(self, artifact: Artifact, batch: Inputs):
         session = self._session(artifact.files[0])
-        feed = {session.get_inputs()[0].name: batch}
+        feed = artifact.io.feed(batch)
         return lambda: session.run(None, feed)
+
+
+def _op_type(graph: onnx.ModelProto, node_name: str) -> str:
+    return next(node.op_type for node in graph.graph.node if node.name == node_name)

@@ -1,4 +1,9 @@
-"""CPU through OpenVINO: NNCF INT8 post-training quantization, INT4 weight compression, FP32 exclusions."""
+"""CPU through OpenVINO: NNCF INT8 post-training quantization, INT4/INT8 weight compression, FP32 exclusions.
+
+Layers are found through the ONNX export (weight initializer -> node name); `ov.convert_model` names each
+op after its ONNX node (`/features/features.0/Conv/WithoutBiases`), and NNCF keeps op names. What each
+layer really executes at is read back from the compiled CPU graph.
+"""
 
 from __future__ import annotations
 
@@ -6,19 +11,48 @@ import logging
 from pathlib import Path
 
 import numpy as np
-import torch
 from torch import nn
 
-from autotune.compress import output_channels, prunable_layers
 from autotune.errors import TargetError
+from autotune.layers import out_channels
 from autotune.plan import Plan
-from autotune.targets.base import Artifact, Target
-from autotune.targets.export import export_onnx, match_layer_nodes, onnx_prefix
+from autotune.progress import third_party_output_hidden
+from autotune.targets.base import Artifact, BuildContext, Target
+from autotune.targets.export import export_onnx
+from autotune.workloads.io import Inputs, batch_size, flatten, input_names, iter_batches, take
 
-WEIGHT_OPS = ("Convolution", "MatMul", "GroupConvolution")
-# Runtime precisions the CPU plugin reports for a layer that really runs at the planned bits.
-RUNTIME_WEIGHT_LAYERS = {"Convolution", "FullyConnected", "MatMul", "GroupConvolution", "Deconvolution"}
+WEIGHT_OPS = {"Convolution": 1, "GroupConvolution": 1, "MatMul": 1, "Gather": 0}
+# Ops NNCF puts between a weight constant and its consumer.
+WEIGHT_PATH = {"Convert", "Reshape", "Transpose", "Unsqueeze", "Squeeze", "FakeQuantize", "FakeConvert", "Subtract", "Multiply"}
+RUNTIME_COMPUTE = {"Convolution", "Deconvolution", "FullyConnected", "MatMul", "Gather"}
 REALISED = {32: {"f32"}, 8: {"u8", "i8"}, 4: {"i4", "u4"}}
+
+
+def _weight_constant(op):
+    """The Constant feeding an op's weight input, or None when the input is an activation."""
+    port = WEIGHT_OPS.get(op.get_type_name(), 1)
+    value = op.input_value(port)
+    for _ in range(12):
+        node = value.get_node()
+        kind = node.get_type_name()
+        if kind == "Constant":
+            return node
+        if kind not in WEIGHT_PATH:
+            return None
+        value = node.input_value(0)
+    return None
+
+
+def layer_ops(ov_model, node_layers: dict[str, str]) -> dict[str, list]:
+    """Layer -> its weighted ops, by the ONNX node each op was converted from."""
+    found: dict[str, list] = {}
+    for op in ov_model.get_ordered_ops():
+        if op.get_type_name() not in WEIGHT_OPS or _weight_constant(op) is None:
+            continue
+        layer = node_layers.get(op.get_friendly_name().removesuffix("/WithoutBiases"))
+        if layer is not None:
+            found.setdefault(layer, []).append(op)
+    return found
 
 
 class OpenVINOTarget(Target):
@@ -38,120 +72,160 @@ class OpenVINOTarget(Target):
             "INFERENCE_PRECISION_HINT": "f32",  # no silent bf16/f16: FP32 layers must stay FP32
         }
 
-    def build(self, model: nn.Module, plan: Plan, calibration: torch.Tensor, directory: Path) -> Artifact:
+    def build(self, model: nn.Module, plan: Plan, context: BuildContext, directory: Path) -> Artifact:
         import nncf
         import openvino as ov
 
         logging.getLogger("nncf").setLevel(logging.ERROR)
-        kinds = prunable_layers(model)
-        self.check_plan(plan, kinds)
+        layers = context.layers
+        self.check_plan(plan, layers)
         directory.mkdir(parents=True, exist_ok=True)
-        onnx_path = export_onnx(model, calibration, directory / "model.onnx")
-        ov_model = ov.convert_model(str(onnx_path))
-        op_names = self._weight_ops(ov_model, kinds)
-        bits = {name: plan.choice(name).bits for name in kinds}
+        exported = export_onnx(model, context.io, context.calibration, layers, directory / "model.onnx")
+        ov_model = ov.convert_model(str(exported.path))
+        ops = layer_ops(ov_model, exported.layer_of_node)
+        missing = [name for name in layers.layers if name not in ops]
+        if missing:
+            raise TargetError(
+                f"target {self.name!r}: cannot find layer(s) {missing} in the OpenVINO model; found {sorted(ops)}"
+            )
+        bits = {name: plan.choice(name).bits for name in layers.layers}
+        kinds = layers.kinds
+        names = {layer: [op.get_friendly_name() for op in found] for layer, found in ops.items()}
 
-        if any(b == 8 for b in bits.values()):
-            not_int8 = [op_names[name] for name, b in bits.items() if b != 8]
-            dataset = nncf.Dataset([sample[None].numpy() for sample in calibration])
-            ov_model = nncf.quantize(
-                ov_model,
-                dataset,
-                subset_size=len(calibration),
-                ignored_scope=nncf.IgnoredScope(names=not_int8) if not_int8 else None,
-            )
-        if any(b == 4 for b in bits.values()):
-            mode = getattr(nncf.CompressWeightsMode, self.spec.options.get("int4_mode", "int4_sym").upper())
-            not_int4 = [op_names[name] for name, b in bits.items() if b != 4]
-            ov_model = nncf.compress_weights(
-                ov_model,
-                mode=mode,
-                ratio=1.0,
-                group_size=self.spec.options.get("int4_group_size", -1),
-                all_layers=True,
-                ignored_scope=nncf.IgnoredScope(names=not_int4) if not_int4 else None,
-            )
+        def others(selected) -> nncf.IgnoredScope | None:
+            ignored = [n for layer in layers.layers if not selected(layer) for n in names[layer]]
+            return nncf.IgnoredScope(names=ignored) if ignored else None
+
+        with third_party_output_hidden():
+            ov_model = self._compress(ov_model, context, bits, kinds, others)
         xml_path = directory / "model.xml"
         ov.save_model(ov_model, str(xml_path), compress_to_fp16=False)
-        onnx_path.unlink()
-        realised = self._verify(xml_path, self._layer_node_names(ov_model, op_names), bits)
+        exported.path.unlink()
+        realised = self._verify(xml_path, names, bits)
+        modules = dict(model.named_modules())
         return Artifact(
             target=self.name,
             directory=directory,
             files=(xml_path, xml_path.with_suffix(".bin")),
             plan=plan,
             realised_precision=realised,
-            channels=output_channels(model),
+            channels={name: out_channels(modules[name]) for name in layers.layers},
+            io=context.io,
         )
 
-    @staticmethod
-    def _weight_ops(ov_model, kinds: dict[str, str]) -> dict[str, str]:
-        names = [op.get_friendly_name() for op in ov_model.get_ordered_ops() if op.get_type_name() in WEIGHT_OPS]
-        return match_layer_nodes(kinds, names, "OpenVINO")
+    def _compress(self, ov_model, context: BuildContext, bits: dict[str, int], kinds: dict[str, str], others):
+        """NNCF static INT8 for conv/linear layers, INT8 weight compression for embeddings, INT4 weights."""
+        import nncf
 
-    @staticmethod
-    def _layer_node_names(ov_model, op_names: dict[str, str]) -> dict[str, set[str]]:
-        """Each layer's weight op plus the bias Add that follows it: after fusion, the runtime node may
-        carry either name (the last layer's carries the graph output's name)."""
-        by_name = {op.get_friendly_name(): op for op in ov_model.get_ordered_ops()}
-        names = {}
-        for layer, op_name in op_names.items():
-            names[layer] = {op_name}
-            for target in by_name[op_name].output(0).get_target_inputs():
-                consumer = target.get_node()
-                if consumer.get_type_name() == "Add":
-                    names[layer].add(consumer.get_friendly_name())
-        return names
+        layers = context.layers
 
-    def _compile(self, xml_path: Path, batch: int | None = None):
+        def static_int8(layer: str) -> bool:
+            return bits[layer] == 8 and kinds[layer] != "embedding"
+
+        if any(static_int8(layer) for layer in layers.layers):
+            samples = [take(context.calibration, slice(i, i + 1)) for i in range(batch_size(context.calibration))]
+            ov_model = nncf.quantize(
+                ov_model,
+                nncf.Dataset(samples, context.io.feed),
+                subset_size=len(samples),
+                ignored_scope=others(static_int8),
+                model_type=nncf.ModelType.TRANSFORMER if "embedding" in kinds.values() else None,
+            )
+        if any(bits[layer] == 8 and kinds[layer] == "embedding" for layer in layers.layers):
+            ov_model = nncf.compress_weights(
+                ov_model,
+                mode=nncf.CompressWeightsMode.INT8_ASYM,
+                ignored_scope=others(lambda layer: bits[layer] == 8 and kinds[layer] == "embedding"),
+            )
+        if any(b == 4 for b in bits.values()):
+            mode = getattr(nncf.CompressWeightsMode, self.spec.options.get("int4_mode", "int4_sym").upper())
+            ov_model = nncf.compress_weights(
+                ov_model,
+                mode=mode,
+                ratio=1.0,
+                group_size=self.spec.options.get("int4_group_size", -1),
+                all_layers=True,
+                ignored_scope=others(lambda layer: bits[layer] == 4),
+            )
+        return ov_model
+
+    def _compile(self, xml_path: Path, batch: Inputs | None = None):
         import openvino as ov
 
         core = ov.Core()
         model = core.read_model(str(xml_path))
-        if batch is not None:
-            shape = list(model.input(0).get_partial_shape())
-            shape[0] = batch
-            model.reshape({model.input(0): ov.PartialShape(shape)})
+        if batch is not None:  # static shapes for timing: the CPU plugin is faster without dynamic dims
+            model.reshape({name: ov.PartialShape(list(value.shape)) for name, value in _feed_shapes(batch).items()})
         return core.compile_model(model, "CPU", self._config())
 
-    def _verify(self, xml_path: Path, layer_names: dict[str, set[str]], bits: dict[str, int]) -> dict[str, str]:
-        """Read each layer's execution precision from the compiled runtime graph and check it.
+    def _verify(self, xml_path: Path, names: dict[str, list[str]], bits: dict[str, int]) -> dict[str, str]:
+        """Each layer's execution precision in the compiled runtime graph, checked against the plan.
 
-        The CPU plugin fuses and renames nodes; a layer's runtime node is the weight-layer node whose
-        original names include one of the layer's IR names or start with the layer's prefix.
+        The CPU plugin fuses and renames nodes: a layer's runtime node is the compute node whose original
+        names include the op's name (or its Gemm base, or `<op>/...`), else the one reading the op's
+        weight constant (kept by name).
         """
-        runtime = self._compile(xml_path).get_runtime_model()
-        nodes = []
-        for op in runtime.get_ordered_ops():
-            info = op.get_rt_info()
-            if "layerType" in info and info["layerType"].astype(str) in RUNTIME_WEIGHT_LAYERS:
-                originals = info["originalLayersNames"].astype(str).split(",")
-                nodes.append((originals, info["runtimePrecision"].astype(str).lower()))
+        import openvino as ov
+
+        core = ov.Core()
+        model = core.read_model(str(xml_path))
+        compiled = core.compile_model(model, "CPU", self._config())
+        ops = {op.get_friendly_name(): op for op in model.get_ordered_ops()}
+        runtime = []
+        for node in compiled.get_runtime_model().get_ordered_ops():
+            info = node.get_rt_info()
+            if "layerType" not in info or info["layerType"].astype(str) not in RUNTIME_COMPUTE:
+                continue
+            originals = [n for n in info["originalLayersNames"].astype(str).split(",") if n]
+            inputs = {node.input_value(i).get_node().get_friendly_name() for i in range(node.get_input_size())}
+            runtime.append((originals, inputs, info["runtimePrecision"].astype(str).lower()))
         realised = {}
-        for layer, names in layer_names.items():
-            prefix = onnx_prefix(layer)
-            found = [
-                precision
-                for originals, precision in nodes
-                if any(n in names or n.startswith(prefix) for n in originals)
-            ]
-            if len(found) != 1 or found[0] not in REALISED[bits[layer]]:
+        for layer, op_names in names.items():
+            precisions = []
+            for op_name in op_names:
+                keys = _runtime_keys(ops[op_name])
+                found = [p for originals, _, p in runtime if any(_names_op(n, keys) for n in originals)]
+                if not found:
+                    constant = _weight_constant(ops[op_name])
+                    found = [p for _, inputs, p in runtime if constant is not None and constant.get_friendly_name() in inputs]
+                precisions.extend(found[:1] or ["not found"])
+            if not precisions or any(p not in REALISED[bits[layer]] for p in precisions):
                 raise TargetError(
                     f"target {self.name!r}: layer {layer!r} was planned at {bits[layer]} bits "
-                    f"but the compiled model runs it at {found or 'no precision (layer not found)'}"
+                    f"but the compiled model runs it at {precisions or 'no precision (layer not found)'}"
                 )
-            realised[layer] = found[0]
+            realised[layer] = precisions[0]
         return realised
 
-    def predict(self, artifact: Artifact, inputs: torch.Tensor, batch_size: int = 500) -> np.ndarray:
+    def predict(self, artifact: Artifact, inputs: Inputs, batch_size: int = 256) -> np.ndarray:
         compiled = self._compile(artifact.files[0])
         request = compiled.create_infer_request()
         outputs = []
-        for start in range(0, len(inputs), batch_size):
-            request.infer({0: inputs[start : start + batch_size].numpy()})
+        for part in iter_batches(inputs, batch_size):
+            request.infer(artifact.io.feed(part))
             outputs.append(request.get_output_tensor(0).data.copy())
         return np.concatenate(outputs)
 
-    def runner(self, artifact: Artifact, batch: np.ndarray):
-        request = self._compile(artifact.files[0], len(batch)).create_infer_request()
-        return lambda: request.infer({0: batch})
+    def runner(self, artifact: Artifact, batch: Inputs):
+        feed = artifact.io.feed(batch)
+        request = self._compile(artifact.files[0], batch).create_infer_request()
+        return lambda: request.infer(feed)
+
+
+def _runtime_keys(op) -> set[str]:
+    """Names a runtime node may list for this op: its own, its Gemm base name, its bias Add's name."""
+    name = op.get_friendly_name()
+    keys = {name, name.removesuffix("/WithoutBiases")}
+    for target in op.output(0).get_target_inputs():
+        consumer = target.get_node()
+        if consumer.get_type_name() == "Add":
+            keys.add(consumer.get_friendly_name())
+    return keys
+
+
+def _names_op(original: str, keys: set[str]) -> bool:
+    return original in keys or any(original.startswith(key + "/") for key in keys)
+
+
+def _feed_shapes(batch: Inputs) -> dict:
+    return dict(zip(input_names(batch), flatten(batch), strict=True))

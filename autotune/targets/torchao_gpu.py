@@ -15,11 +15,12 @@ import numpy as np
 import torch
 from torch import nn
 
-from autotune.compress import output_channels, prunable_layers
 from autotune.errors import TargetError
+from autotune.layers import out_channels
 from autotune.plan import Plan
-from autotune.targets.base import Artifact, Target
+from autotune.targets.base import Artifact, BuildContext, Target
 from autotune.targets.measure import cuda_event_ms, host_ms, time_calls
+from autotune.workloads.io import Inputs, iter_batches, map_tensors
 
 
 def _config_for(bits: int, weight_only_int8: bool, int4_group_size: int):
@@ -70,14 +71,14 @@ class TorchaoTarget(Target):
         options = {**self.spec.options, "device": "cpu"}
         return TorchaoTarget(dataclasses.replace(self.spec, options=options, weight_bits=weight_bits))
 
-    def build(self, model: nn.Module, plan: Plan, calibration: torch.Tensor, directory: Path) -> Artifact:
+    def build(self, model: nn.Module, plan: Plan, context: BuildContext, directory: Path) -> Artifact:
         from torchao.quantization import FqnToConfig, quantize_
 
         ok, why = self.available()
         if not ok:
             raise TargetError(f"target {self.name!r}: {why}")
-        kinds = prunable_layers(model)
-        self.check_plan(plan, kinds)
+        kinds = context.layers.kinds
+        self.check_plan(plan, context.layers)
         directory.mkdir(parents=True, exist_ok=True)
         model = copy.deepcopy(model).eval().to(self.device, self.dtype)
         weight_only = bool(self.spec.options.get("int8_weight_only", False))
@@ -92,7 +93,9 @@ class TorchaoTarget(Target):
         path = directory / "state_dict.pt"
         torch.save(model.state_dict(), path)
         self._built[path] = model
-        return Artifact(self.name, directory, (path,), plan, realised, output_channels(model))
+        modules = dict(model.named_modules())
+        channels = {name: out_channels(modules[name]) for name in kinds}
+        return Artifact(self.name, directory, (path,), plan, realised, channels, context.io)
 
     def _verify(self, model: nn.Module, kinds: dict[str, str], plan: Plan) -> dict[str, str]:
         """A quantized layer's weight is a torchao tensor subclass; a full-precision one a plain tensor."""
@@ -119,22 +122,29 @@ class TorchaoTarget(Target):
                 f"target {self.name!r}: {artifact.files[0]} was built by another process; rebuild it from its recipe"
             ) from None
 
-    def predict(self, artifact: Artifact, inputs: torch.Tensor, batch_size: int = 500) -> np.ndarray:
+    def _to_device(self, inputs: Inputs) -> Inputs:
+        """Inputs on the target's device; floating-point ones in the model's dtype (token ids stay integers)."""
+
+        def move(value: torch.Tensor) -> torch.Tensor:
+            return value.to(self.device, self.dtype) if value.is_floating_point() else value.to(self.device)
+
+        return map_tensors(inputs, move)
+
+    def predict(self, artifact: Artifact, inputs: Inputs, batch_size: int = 256) -> np.ndarray:
         model = self._load(artifact)
         with torch.no_grad():
             outputs = [
-                model(inputs[s : s + batch_size].to(self.device, self.dtype)).float().cpu()
-                for s in range(0, len(inputs), batch_size)
+                artifact.io.run(model, self._to_device(part)).float().cpu() for part in iter_batches(inputs, batch_size)
             ]
         return torch.cat(outputs).numpy()
 
-    def runner(self, artifact: Artifact, batch: np.ndarray):
+    def runner(self, artifact: Artifact, batch: Inputs):
         model = self._load(artifact)
-        data = torch.from_numpy(batch).to(self.device, self.dtype)
+        data = self._to_device(batch)
 
         def call():
             with torch.no_grad():
-                return model(data)
+                return artifact.io.run(model, data)
 
         return call
 

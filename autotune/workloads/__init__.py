@@ -1,9 +1,11 @@
-"""Workloads: a model factory plus calibration, recovery and validation data and a metric.
+"""Workloads: a model factory plus calibration, recovery and validation data, a metric, and how the model
+is called and read (`ModelIO`).
 
-A study names a built-in workload (`fashion-cnn`) or a user's by import path
+A study names a built-in workload (`fashion-cnn`, `minilm`) or a user's by import path
 (`package.module:function`); either way the result is a `Workload`.
 """
 
-from autotune.workloads.base import LabelledData, Workload, load_workload
+from autotune.workloads.base import LabelledData, Workload, load_workload, top1_accuracy
+from autotune.workloads.io import Inputs, ModelIO
 
-__all__ = ["LabelledData", "Workload", "load_workload"]
+__all__ = ["Inputs", "LabelledData", "ModelIO", "Workload", "load_workload", "top1_accuracy"]

@@ -2,36 +2,52 @@
 
 from __future__ import annotations
 
+import dataclasses
+import hashlib
 import importlib
 from collections.abc import Callable, Iterator
-from dataclasses import dataclass
+from dataclasses import dataclass, field
+from typing import Any
 
 import numpy as np
 import torch
 from torch import nn
 
 from autotune.errors import WorkloadError
+from autotune.workloads.io import Inputs, ModelIO, batch_size, flatten, take
 
 BUILT_IN = {
     "fashion-cnn": "autotune.workloads.fashion_mnist:fashion_cnn",
     "fashion-cnn-tiny": "autotune.workloads.fashion_mnist:fashion_cnn_tiny",
+    "minilm": "autotune.workloads.minilm:minilm",
 }
 
 
 @dataclass(frozen=True)
 class LabelledData:
-    """Inputs with optional labels; a workload without labels is recovered by distillation alone."""
+    """Model inputs (a tensor, a tuple or a dict of tensors) with optional per-sample labels.
 
-    inputs: torch.Tensor
-    labels: torch.Tensor | None = None
+    A workload without labels is recovered by distillation alone.
+    """
+
+    inputs: Inputs
+    labels: Any = None  # a tensor or array indexed like the inputs' first axis, or None
 
     def __len__(self) -> int:
-        return len(self.inputs)
+        return batch_size(self.inputs)
 
-    def batches(self, batch_size: int) -> Iterator[tuple[torch.Tensor, torch.Tensor | None]]:
-        for start in range(0, len(self.inputs), batch_size):
-            stop = start + batch_size
-            yield self.inputs[start:stop], None if self.labels is None else self.labels[start:stop]
+    def take(self, index) -> LabelledData:
+        return LabelledData(take(self.inputs, index), None if self.labels is None else self.labels[index])
+
+    def batches(self, size: int) -> Iterator[tuple[Inputs, Any]]:
+        for start in range(0, len(self), size):
+            part = self.take(slice(start, start + size))
+            yield part.inputs, part.labels
+
+    def labels_numpy(self) -> np.ndarray | None:
+        if self.labels is None:
+            return None
+        return self.labels.numpy() if isinstance(self.labels, torch.Tensor) else np.asarray(self.labels)
 
 
 @dataclass(frozen=True)
@@ -39,35 +55,85 @@ class Workload:
     """Everything autotune needs to know about a model it compresses.
 
     `model_factory` returns a fresh trained FP32 model in eval mode on every call.
-    `metric(outputs, labels)` scores model outputs, higher is better (e.g. accuracy in [0, 1]).
-    `fingerprint` identifies the trained weights (e.g. the checkpoint's sha256) so caches of
-    recovered models are invalidated when the model changes.
+    `calibration` holds model inputs (no labels) for the proxies and for INT8 calibration.
+    `metric(outputs, labels)` scores the selected outputs (numpy) of the whole validation set;
+    `higher_is_better` gives its direction. `io` says how the model is called and which output is read.
+    `fingerprint` identifies the trained weights (e.g. the checkpoint's sha256); when empty, it is
+    computed from the weights, so two models never share cached recoveries.
     """
 
     name: str
     model_factory: Callable[[], nn.Module]
-    calibration: torch.Tensor
+    calibration: Inputs
     recovery: LabelledData
     validation: LabelledData
-    metric: Callable[[np.ndarray, np.ndarray], float]
+    metric: Callable[[np.ndarray, Any], float]
     metric_name: str = "accuracy"
+    higher_is_better: bool = True
+    io: ModelIO = field(default_factory=ModelIO)
     fingerprint: str = ""
+    task_loss: Callable[[torch.Tensor, Any], torch.Tensor] | None = None  # recovery loss on labels, if any
 
     @property
-    def example_input(self) -> torch.Tensor:
-        return self.calibration[:1]
+    def example_input(self) -> Inputs:
+        return take(self.calibration, slice(0, 1))
 
     def fp32_model(self) -> nn.Module:
-        model = self.model_factory()
+        try:
+            model = self.model_factory()
+        except Exception as exc:
+            raise WorkloadError(
+                f"workload {self.name!r}: model_factory raised {type(exc).__name__}: {exc}"
+            ) from exc
         if not isinstance(model, nn.Module):
             raise WorkloadError(
                 f"workload {self.name!r}: model_factory returned {type(model).__name__}, not a torch.nn.Module"
             )
         return model.eval()
 
+    def quality_drop(self, reference: float, value: float) -> float:
+        """How much worse `value` is than `reference`, in points (x100), whatever the metric's direction."""
+        return (reference - value) * 100 if self.higher_is_better else (value - reference) * 100
+
 
 def top1_accuracy(outputs: np.ndarray, labels: np.ndarray) -> float:
     return float((np.asarray(outputs).argmax(axis=1) == np.asarray(labels)).mean())
+
+
+def weights_fingerprint(model: nn.Module) -> str:
+    """sha256 over every parameter and buffer (name, dtype, shape, bytes) of the model."""
+    digest = hashlib.sha256()
+    for name, tensor in model.state_dict().items():
+        value = tensor.detach().cpu().contiguous()
+        digest.update(f"{name}|{value.dtype}|{tuple(value.shape)}".encode())
+        digest.update(value.reshape(-1).view(torch.uint8).numpy().tobytes() if value.numel() else b"")
+    return digest.hexdigest()
+
+
+def data_fingerprint(*parts: Inputs) -> str:
+    """sha256 over input tensors: recoveries depend on the data as well as on the weights."""
+    digest = hashlib.sha256()
+    for inputs in parts:
+        for tensor in flatten(inputs):
+            value = tensor.detach().cpu().contiguous()
+            digest.update(f"{value.dtype}|{tuple(value.shape)}".encode())
+            digest.update(value.reshape(-1).view(torch.uint8).numpy().tobytes() if value.numel() else b"")
+    return digest.hexdigest()[:16]
+
+
+def _check(workload: Workload, reference: str) -> Workload:
+    """Shape checks a user's workload can fail, with the field named; fills in a missing fingerprint."""
+    where = f"workload {reference!r}"
+    for label, inputs in (("calibration", workload.calibration), ("validation.inputs", workload.validation.inputs)):
+        try:
+            count = batch_size(inputs)
+        except WorkloadError as exc:
+            raise WorkloadError(f"{where}: {label}: {exc}") from exc
+        if count == 0:
+            raise WorkloadError(f"{where}: {label} is empty")
+    if not workload.fingerprint:
+        workload = dataclasses.replace(workload, fingerprint=weights_fingerprint(workload.fp32_model()))
+    return workload
 
 
 def load_workload(reference: str) -> Workload:
@@ -97,4 +163,4 @@ def load_workload(reference: str) -> Workload:
         raise WorkloadError(
             f"workload {reference!r}: {function_name}() returned {type(workload).__name__}, expected autotune.Workload"
         )
-    return workload
+    return _check(workload, reference)

@@ -189,6 +189,7 @@ def _build(recipe: TrainingRecipe, name: str, validation_images: int, calibratio
         metric=top1_accuracy,
         metric_name="accuracy",
         fingerprint=record["sha256"],
+        task_loss=F.cross_entropy,
     )
 
 

@@ -1,0 +1,170 @@
+"""Models not shaped like ours, end to end: numbered Sequential containers, ModuleList depthwise blocks,
+nested blocks with a module used twice and a concatenation, and a BERT encoder with dict inputs.
+
+Each goes through the real CLI: search, promotion, full evaluation on both CPU targets.
+"""
+
+from __future__ import annotations
+
+import os
+import random
+from pathlib import Path
+
+import optuna
+import pytest
+import torch
+from conftest import autotune_cli
+from optuna.trial import TrialState
+
+TESTS = Path(__file__).resolve().parent
+
+# workload -> (its output layer, the layer kinds it has besides the output layer)
+FAMILIES = {
+    "sequential_cnn": ("classifier.3", ("conv", "linear")),
+    "depthwise_cnn": ("head", ("conv",)),
+    "nested_shared": ("fc", ("conv",)),
+    "tiny_bert": ("classifier", ("linear",)),
+}
+OUTPUT_RULE = '[[layers]]\nmatch = "{output}"\nbits = [8, 32]\n'
+KIND_RULES = {
+    "conv": '[[layers]]\nkind = "conv"\nbits = [8, 32]\nprune = [0.0, 0.25, 0.5]\n',
+    "linear": '[[layers]]\nkind = "linear"\nbits = [4, 8, 32]\nprune = [0.0, 0.25, 0.5]\n',
+}
+
+STUDY = """
+name = "{name}"
+workload = "zoo:{name}"
+search_space = "{name}"
+proxies = "macs"
+targets = ["cpu-openvino", "cpu-onnxruntime"]
+storage = "sqlite:///{db}"
+
+[search]
+trials = 6
+anchors = [0.0, 0.5]
+
+[promotion]
+candidates = 1
+rescore = 2
+
+[recovery]
+rescore_steps = 3
+full_steps = 10
+batch_size = 32
+recalibration_samples = 256
+"""
+
+
+def write_study(folder: Path, name: str, output: str, kinds: tuple[str, ...]) -> Path:
+    for sub in ("studies", "search_spaces"):
+        (folder / sub).mkdir(exist_ok=True)
+    space = OUTPUT_RULE.format(output=output) + "".join(KIND_RULES[kind] for kind in kinds)
+    (folder / "search_spaces" / f"{name}.toml").write_text(space)
+    spec = folder / "studies" / f"{name}.toml"
+    spec.write_text(STUDY.format(name=name, db=folder / "studies.db"))
+    return spec
+
+
+@pytest.fixture(scope="module")
+def zoo_env():
+    return {"PYTHONPATH": os.pathsep.join([str(TESTS), os.environ.get("PYTHONPATH", "")])}
+
+
+@pytest.mark.parametrize("name", list(FAMILIES))
+def test_a_model_of_another_shape_runs_end_to_end_on_both_cpu_targets(name, tmp_path, zoo_env):
+    spec = write_study(tmp_path, name, *FAMILIES[name])
+    result = autotune_cli("run", str(spec), cwd=tmp_path, env=zoo_env)
+    assert result.returncode == 0, result.stderr[-3000:]
+    assert "Traceback" not in result.stderr
+    assert "Statistics collection" not in result.stdout + result.stderr  # NNCF's own bars stay off the terminal
+    url = f"sqlite:///{tmp_path / 'studies.db'}"
+    for target in ("cpu-openvino", "cpu-onnxruntime"):
+        measured = optuna.load_study(study_name=f"{name}/full/{target}", storage=url)
+        trials = measured.get_trials(states=(TrialState.COMPLETE,))
+        roles = sorted(t.user_attrs["role"] for t in trials)
+        assert roles[:1] == ["candidate"] and "fp32" in roles and "int8" in roles, roles
+        for trial in trials:
+            plan = trial.user_attrs["plan"]["layers"]
+            assert set(trial.user_attrs["realised_precision"]) == set(plan)
+            assert trial.values[0] < 50  # a measured drop in points, not a broken model
+        assert f"{name}/full/{target}: measured front" in result.stderr
+
+
+# ---------------------------------------------------------------- no dead parameters
+
+
+def _context(name: str, tmp_path: Path, monkeypatch):
+    import sys
+
+    from autotune.context import prepare
+    from autotune.spec import load_study_spec
+
+    monkeypatch.syspath_prepend(str(TESTS))
+    sys.modules.pop("zoo", None)
+    monkeypatch.chdir(tmp_path)
+    output, kinds = FAMILIES.get(name, ("head", ("conv", "linear")))
+    workload = f"zoo:{name}" if name in FAMILIES else name
+    spec = write_study(tmp_path, "s", output, kinds)
+    spec.write_text(spec.read_text().replace('workload = "zoo:s"', f'workload = "{workload}"'))
+    return prepare(load_study_spec(str(spec)))
+
+
+def _fingerprint(model: torch.nn.Module) -> list:
+    """Every tensor's name, shape and exact bytes."""
+    return [(k, tuple(v.shape), v.detach().numpy().tobytes()) for k, v in model.state_dict().items()]
+
+
+@pytest.mark.parametrize("name", [*FAMILIES, "fashion-cnn-tiny"])
+def test_every_searched_parameter_changes_the_model(name, tmp_path, monkeypatch):
+    """From random plans, change one parameter at a time: the pruned (or quantized) model always changes."""
+    from autotune.compress import fake_quantize_weights
+
+    context = _context(name, tmp_path, monkeypatch)
+    space, recovery = context.space, context.recovery
+    dists = space.distributions()
+    rng = random.Random(0)
+    for _ in range(2):
+        params = {n: rng.choice(d.choices) for n, d in dists.items()}
+        base_plan = space.plan_from_params(params)
+        base_pruned = recovery.pruned(base_plan)
+        base = _fingerprint(fake_quantize_weights(recovery.pruned(base_plan), base_plan))
+        for parameter, dist in dists.items():
+            other = rng.choice([c for c in dist.choices if c != params[parameter]])
+            plan = space.plan_from_params(params | {parameter: other})
+            pruned = recovery.pruned(plan)
+            if parameter.endswith(".prune"):
+                assert _fingerprint(pruned) != _fingerprint(base_pruned), f"{name}: {parameter} -> {other} is dead"
+            else:
+                changed = _fingerprint(fake_quantize_weights(pruned, plan))
+                assert changed != base, f"{name}: {parameter} -> {other} is dead"
+
+
+def test_grouping_counts_one_parameter_per_coupled_group(tmp_path, monkeypatch):
+    """Layers that lose channels together share one pruning parameter, named after the group's first layer."""
+    context = _context("depthwise_cnn", tmp_path, monkeypatch)
+    prune_params = sorted(n for n in context.space.distributions() if n.endswith(".prune"))
+    assert prune_params == [
+        "blocks.0.expand.0.prune",
+        "blocks.1.expand.0.prune",
+        "blocks.2.expand.0.prune",
+        "stem.0.prune",
+    ]
+    groups = {g.root: g.layers for g in context.space.groups}
+    assert groups["blocks.0.expand.0"] == ("blocks.0.expand.0", "blocks.0.depthwise.0")
+    assert set(groups["stem.0"]) == {"stem.0", "blocks.0.project.0", "blocks.1.project.0", "blocks.2.project.0"}
+    plan = context.space.plan_from_params({"stem.0.prune": 0.5})
+    assert {n for n, c in plan.layers.items() if c.prune == 0.5} == set(groups["stem.0"])
+
+
+def test_attention_is_pruned_by_whole_heads(tmp_path, monkeypatch):
+    context = _context("tiny_bert", tmp_path, monkeypatch)
+    root = "bert.encoder.layer.0.attention.self.query"
+    group = next(g for g in context.space.groups if g.root == root)
+    assert set(group.layers) == {root, root.replace("query", "key"), root.replace("query", "value")}
+    assert all(width % 8 == 0 for width in group.widths)  # 4 heads of 8
+    plan = context.space.plan_from_params({f"{root}.prune": 0.5})
+    model = context.recovery.pruned(plan)
+    attention = model.bert.encoder.layer[0].attention.self
+    assert attention.num_attention_heads == 2 and attention.query.out_features == 16
+    outputs = context.workload.io.run(model, context.workload.example_input)
+    assert outputs.shape == (1, 2)
