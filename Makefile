@@ -3,7 +3,7 @@ VENV ?= .venv
 SUDO := $(shell [ "$$(id -u)" -eq 0 ] || echo sudo)
 FASHION_MNIST := /usr/share/datasets/fashion-mnist/t10k-images-idx3-ubyte.gz
 
-.PHONY: setup demo test lint benchmark dashboard
+.PHONY: setup demo test lint benchmark benchmark-proxy dashboard
 
 setup: $(VENV)/.installed $(FASHION_MNIST)
 
@@ -29,6 +29,11 @@ test: setup
 # Writes docs/benchmarks.md: FP32 vs INT8 vs pruned INT8 on every CPU target, ratios from one run.
 benchmark: setup
 	$(VENV)/bin/python benchmarks/targets.py
+
+# Writes docs/proxy-cost.md: one proxy trial's cost by phase on EfficientNet-B0, and the ranking kept by cheaper re-calibration.
+benchmark-proxy: setup
+	$(VENV)/bin/pip install --quiet efficientnet-pytorch
+	$(VENV)/bin/python benchmarks/proxy_cost.py
 
 dashboard: setup
 	$(VENV)/bin/autotune dashboard

@@ -32,6 +32,9 @@ def _quiet_libraries() -> None:
     warnings.filterwarnings("ignore", category=DeprecationWarning)
     logging.getLogger("optuna").setLevel(logging.WARNING)
     logging.getLogger("nncf").setLevel(logging.ERROR)
+    # torchao (imported by transformers) warns about its CUDA-only kernels; torch about its own deprecations.
+    logging.getLogger("torchao").setLevel(logging.ERROR)
+    logging.getLogger("torch.utils._pytree").setLevel(logging.ERROR)
 
 
 def _storage_url(study: str, storage: str | None) -> tuple[str, str]:
@@ -73,6 +76,7 @@ def run(
     phases["load_and_train_s"] = time.perf_counter() - started
     console.print(
         f"[bold]{study_spec.name}[/]: workload {context.workload.name}, {len(context.layer_kinds)} layers, "
+        f"{len(context.recovery.pruner.prunable)} prunable groups, "
         f"{len(context.space.distributions())} searched parameters ({context.space.size():,} plans), "
         f"targets {[t.name for t in study_spec.targets]}, storage {study_spec.storage}"
     )

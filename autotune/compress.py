@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import copy
 import json
+import time
 from collections import OrderedDict
 from dataclasses import asdict, dataclass
 
@@ -128,6 +129,7 @@ class Recovery:
         self._memory = joblib.Memory(cache_dir("recovery"), verbose=0)
         self._recovered_state = self._memory.cache(_recovered_state, ignore=["recovery"])
         self._recent: OrderedDict[str, dict] = OrderedDict()  # recovered states of this run, newest last
+        self.last_seconds: dict[str, float] = {}  # phases of the last recovery computed (not cached)
 
     @property
     def teacher(self) -> nn.Module:
@@ -162,12 +164,19 @@ class Recovery:
 
     def recover(self, ratios: dict[str, float], steps: int) -> dict[str, torch.Tensor]:
         config = self.config
+        started = time.perf_counter()
         model = self.pruner.apply(ratios, config.channel_multiple).to(config.device)
+        self.last_seconds["prune"] = time.perf_counter() - started
+        started = time.perf_counter()
         recalibrate_batchnorm(model, self.workload.recovery, config)
+        self.last_seconds["recalibrate"] = time.perf_counter() - started
         if steps > 0:
+            started = time.perf_counter()
             teacher = copy.deepcopy(self._teacher).to(config.device) if config.device != "cpu" else self._teacher
             distill(model, teacher, self.workload, steps, config)
             recalibrate_batchnorm(model, self.workload.recovery, config)
+            self.last_seconds["distill"] = time.perf_counter() - started
+            self.last_seconds["distill_steps_per_s"] = steps / self.last_seconds["distill"]
         return {k: v.detach().cpu().clone() for k, v in model.state_dict().items()}
 
 

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import copy
+import time
 
 from autotune.compress import fake_quantize_weights
 from autotune.context import StudyContext
@@ -41,10 +42,22 @@ class ProxyScorer:
         self.reference = context.recovery.teacher
         self.reference_outputs = context.workload.io.run_batched(self.reference, context.calibration)
 
+        self.last_seconds: dict[str, float] = {}
+
     def score(self, plan: Plan, recovery_steps: int) -> dict[str, float]:
-        """Every metric of the recipe for `plan`; raises ProxyError on a failure or a non-finite value."""
-        recovered = self.context.recovery.recovered(plan, recovery_steps)
+        """Every metric of the recipe for `plan`; raises ProxyError on a failure or a non-finite value.
+
+        `last_seconds` holds the time of each phase of this call (pruning, recovery, quantization, each proxy).
+        """
+        recovery = self.context.recovery
+        recovery.last_seconds = {}
+        started = time.perf_counter()
+        recovered = recovery.recovered(plan, recovery_steps)
+        seconds = dict(recovery.last_seconds)
+        seconds["recovered_model"] = time.perf_counter() - started
+        started = time.perf_counter()
         compressed = fake_quantize_weights(copy.deepcopy(recovered), plan)
+        seconds["quantize"] = time.perf_counter() - started
         proxy_context = ProxyContext(
             plan=plan,
             compressed=compressed,
@@ -57,4 +70,10 @@ class ProxyScorer:
             pruner=self.context.recovery.pruner,
             build=self.context.build_context(),
         )
-        return {name: proxy(proxy_context) for name, proxy in self.proxies.items()}
+        scores = {}
+        for name, proxy in self.proxies.items():
+            started = time.perf_counter()
+            scores[name] = proxy(proxy_context)
+            seconds[f"proxy.{name}"] = time.perf_counter() - started
+        self.last_seconds = seconds
+        return scores

@@ -65,6 +65,7 @@ def run_search(context: StudyContext, scorer: ProxyScorer, storage, trials: int 
             raise
         for name, value in scores.items():
             trial.set_user_attr(f"proxy.{name}", value)
+        trial.set_user_attr("proxy_seconds", {k: round(v, 4) for k, v in scorer.last_seconds.items()})
         return tuple(scores[name] for name in metric_names)
 
     if remaining:

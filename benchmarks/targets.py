@@ -52,7 +52,7 @@ def main() -> None:
         for label, plan in benchmark_plans.items():
             model = context.recovery.recovered(plan, steps)  # cached: the second target reuses it
             with tempfile.TemporaryDirectory() as folder:
-                artifact = target.build(model, plan, context.calibration, Path(folder))
+                artifact = target.build(model, plan, context.build_context(), Path(folder))
                 accuracy = target.evaluate(artifact, workload.validation, workload.metric)
                 measurement = target.measure(artifact, workload.example_input)
             rows[target_name].append((label, accuracy, measurement))

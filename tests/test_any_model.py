@@ -168,3 +168,86 @@ def test_attention_is_pruned_by_whole_heads(tmp_path, monkeypatch):
     assert attention.num_attention_heads == 2 and attention.query.out_features == 16
     outputs = context.workload.io.run(model, context.workload.example_input)
     assert outputs.shape == (1, 2)
+
+
+# ---------------------------------------------------------------- identity and failing fast
+
+FINGERPRINTS = '''
+import torch
+from zoo import sequential_cnn
+import dataclasses
+
+
+def perturbed():
+    """The same architecture with other weights and, like many user workloads, no fingerprint."""
+    workload = sequential_cnn()
+    original = workload.model_factory
+
+    def factory():
+        model = original()
+        with torch.no_grad():
+            model.features[0].weight.mul_(1.01)
+        return model
+
+    return dataclasses.replace(workload, model_factory=factory, fingerprint="")
+
+
+def plain():
+    return dataclasses.replace(sequential_cnn(), fingerprint="")
+'''
+
+
+def test_user_models_without_fingerprints_never_share_recoveries(tmp_path, monkeypatch):
+    from autotune.compress import Recovery, RecoveryConfig
+    from autotune.workloads import load_workload
+
+    (tmp_path / "user_models.py").write_text(FINGERPRINTS)
+    monkeypatch.syspath_prepend(str(tmp_path))
+    monkeypatch.syspath_prepend(str(TESTS))
+    plain, perturbed = load_workload("user_models:plain"), load_workload("user_models:perturbed")
+    assert len(plain.fingerprint) == 64 and plain.fingerprint != perturbed.fingerprint
+    assert load_workload("user_models:plain").fingerprint == plain.fingerprint  # stable across loads
+    config = RecoveryConfig(batch_size=32, recalibration_samples=64)
+    a, b = Recovery(plain, config), Recovery(perturbed, config)
+    assert a.identity != b.identity
+    plan = a.pruner.groups[0]
+    ratios = {plan.root: 0.5}
+    state_a, state_b = a.recover(ratios, 0), b.recover(ratios, 0)
+    assert not torch.equal(state_a["features.0.weight"], state_b["features.0.weight"])
+
+
+UNFINDABLE = '''
+import dataclasses
+
+import torch
+from torch import nn
+from zoo import sequential_cnn
+
+
+def parametrized():
+    """A layer whose weight is computed (weight norm): no initializer carries its name in the export."""
+    workload = sequential_cnn()
+    original = workload.model_factory
+
+    def factory():
+        model = original()
+        nn.utils.parametrizations.weight_norm(model.classifier[1])
+        return model
+
+    return dataclasses.replace(workload, model_factory=factory, fingerprint="")
+'''
+
+
+def test_a_layer_a_target_cannot_find_stops_the_run_once_before_any_trial(tmp_path, zoo_env):
+    (tmp_path / "user_models.py").write_text(UNFINDABLE)
+    spec = write_study(tmp_path, "unfindable", "classifier.3", ("conv", "linear"))
+    spec.write_text(spec.read_text().replace('workload = "zoo:unfindable"', 'workload = "user_models:parametrized"'))
+    env = {"PYTHONPATH": os.pathsep.join([str(tmp_path), zoo_env["PYTHONPATH"]])}
+    result = autotune_cli("run", str(spec), cwd=tmp_path, env=env)
+    assert result.returncode == 2, result.stderr[-2000:]
+    errors = [line for line in result.stderr.splitlines() if line.startswith("error:")]
+    assert len(errors) == 1 and "Traceback" not in result.stderr
+    assert "classifier.1" in errors[0] and "cpu-openvino" in errors[0] and "weights found there" in errors[0]
+    url = f"sqlite:///{tmp_path / 'studies.db'}"
+    summaries = {s.study_name: s.n_trials for s in optuna.get_all_study_summaries(url)}
+    assert summaries.get("unfindable", 0) == 0  # no proxy trial ran, none failed

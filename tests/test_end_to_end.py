@@ -60,7 +60,11 @@ def test_run_creates_proxy_and_measured_studies(study_run):
     names = {s.study_name for s in optuna.get_all_study_summaries(url)}
     assert names == {"e2e", "e2e/full/cpu-openvino", "e2e/full/cpu-onnxruntime"}
     proxy = optuna.load_study(study_name="e2e", storage=url)
-    assert proxy.metric_names == ["kl_divergence", "latency_measured@cpu-openvino", "latency_measured@cpu-onnxruntime"]
+    assert proxy.metric_names == [
+        "output_divergence",
+        "latency_measured@cpu-openvino",
+        "latency_measured@cpu-onnxruntime",
+    ]
     complete = proxy.get_trials(states=(TrialState.COMPLETE,))
     assert len(proxy.trials) == 10 and complete
     assert all("plan" in t.user_attrs and "proxy.model_size" in t.user_attrs for t in complete)

@@ -28,8 +28,8 @@ from autotune.workloads.io import EXPORT_PREFIX, Inputs, ModelIO, flatten, input
 WEIGHT_INPUT = {"Conv": 1, "Gemm": 1, "MatMul": 1, "Gather": 0, "MatMulNBits": 1, "GatherBlockQuantized": 0}
 # Ops the exporter or a quantizer puts between a weight initializer and its consumer.
 PASS_THROUGH = {"Transpose", "Identity", "Cast", "Reshape", "Unsqueeze", "Squeeze", "DequantizeLinear", "Flatten"}
-# Suffixes quantizers give a weight initializer they replace.
-QUANTIZED_SUFFIXES = ("", "_quantized", "_Q4", "_transposed")
+# Suffixes a weight initializer gains when rewritten or quantized (`fc1.weight_transposed_Q4`), outermost last.
+REWRITE_SUFFIXES = ("_Q4", "_quantized", "_transposed")
 
 
 @dataclass(frozen=True)
@@ -97,25 +97,40 @@ def weight_names(graph: onnx.ModelProto, node: onnx.NodeProto) -> list[str]:
 
 def locate_layers(graph: onnx.ModelProto, layers: ModelLayers, where: str) -> dict[str, list[str]]:
     """Layer -> the nodes whose weight is its parameter; a layer found nowhere is an error naming what was."""
-    by_weight = {EXPORT_PREFIX + weight + suffix: layer for weight, layer in layers.by_weight().items() for suffix in QUANTIZED_SUFFIXES}
+    by_weight = {EXPORT_PREFIX + weight: layer for weight, layer in layers.by_weight().items()}
     found: dict[str, list[str]] = {name: [] for name in layers.layers}
     seen: list[str] = []
+    computed: list[str] = []  # weighted nodes whose weight is computed in the graph, not stored
     for node in graph.graph.node:
         if node.op_type not in WEIGHT_INPUT:
             continue
         chain = weight_names(graph, node)
-        layer = next((by_weight[n] for n in chain if n in by_weight), None)
+        layer = next((by_weight[p] for p in map(_original_name, chain) if p in by_weight), None)
         if layer is not None:
             found[layer].append(node.name)
-        elif chain:
-            seen.append(chain[-1])
+        if chain:
+            seen.append(chain[-1].removeprefix(EXPORT_PREFIX))
+        elif node.op_type != "MatMul":  # a MatMul of two activations (attention scores) has no weight
+            computed.append(node.name)
     missing = [name for name, nodes in found.items() if not nodes]
     if missing:
+        hint = f"; nodes reading a weight computed at run time (a parametrization?): {computed[:5]}" if computed else ""
         raise TargetError(
             f"cannot find layer(s) {missing} in the {where} graph by their weights "
-            f"{[layers.layers[m].weight for m in missing]}; weights found there: {sorted(set(seen))[:20]}"
+            f"{[layers.layers[m].weight for m in missing]}; weights found there: {sorted(set(seen))[:20]}{hint}"
         )
     return found
+
+
+def _original_name(name: str) -> str:
+    """The parameter's initializer name under the suffixes rewrites and quantizers add."""
+    changed = True
+    while changed:
+        changed = False
+        for suffix in REWRITE_SUFFIXES:
+            if name.endswith(suffix):
+                name, changed = name.removesuffix(suffix), True
+    return name
 
 
 def fold_weight_transposes(graph: onnx.ModelProto) -> None:

@@ -58,6 +58,7 @@ class OnnxRuntimeTarget(Target):
         self.check_plan(plan, layers)
         directory.mkdir(parents=True, exist_ok=True)
         bits = {name: plan.choice(name).bits for name in layers.layers}
+        transformer = "embedding" in layers.kinds.values()
         exported = export_onnx(model, context.io, context.calibration, layers, directory / "float.onnx")
         path = exported.path
         # The quantizer's recommended pre-processing; graph optimisation is skipped so node names survive.
@@ -83,6 +84,10 @@ class OnnxRuntimeTarget(Target):
                 per_channel=True,
                 calibrate_method=CalibrationMethod.MinMax,
                 nodes_to_exclude=[n for name, b in bits.items() if b != 8 for n in nodes[name]],
+                # A transformer (it has embedding layers) is quantized at its planned layers only: by default the
+                # quantizer also puts QDQ on LayerNormalization, Where and the attention's activation x activation
+                # MatMuls, whose MinMax ranges (outlier hidden dimensions, masked scores) wreck the output.
+                nodes_to_quantize=[n for name, b in bits.items() if b == 8 for n in nodes[name]] if transformer else None,
             )
             current = quantized
         if four_bit:

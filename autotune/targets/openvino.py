@@ -97,7 +97,7 @@ class OpenVINOTarget(Target):
             return nncf.IgnoredScope(names=ignored) if ignored else None
 
         with third_party_output_hidden():
-            ov_model = self._compress(ov_model, context, bits, kinds, others)
+            ov_model = self._compress(ov_model, context, bits, kinds, others, names)
         xml_path = directory / "model.xml"
         ov.save_model(ov_model, str(xml_path), compress_to_fp16=False)
         exported.path.unlink()
@@ -113,8 +113,10 @@ class OpenVINOTarget(Target):
             io=context.io,
         )
 
-    def _compress(self, ov_model, context: BuildContext, bits: dict[str, int], kinds: dict[str, str], others):
-        """NNCF static INT8 for conv/linear layers, INT8 weight compression for embeddings, INT4 weights."""
+    def _compress(
+        self, ov_model, context: BuildContext, bits: dict[str, int], kinds: dict[str, str], others, names: dict[str, list[str]]
+    ):
+        """NNCF static INT8 for conv/linear layers, INT8 tables for embeddings, INT4 weights."""
         import nncf
 
         layers = context.layers
@@ -131,12 +133,9 @@ class OpenVINOTarget(Target):
                 ignored_scope=others(static_int8),
                 model_type=nncf.ModelType.TRANSFORMER if "embedding" in kinds.values() else None,
             )
-        if any(bits[layer] == 8 and kinds[layer] == "embedding" for layer in layers.layers):
-            ov_model = nncf.compress_weights(
-                ov_model,
-                mode=nncf.CompressWeightsMode.INT8_ASYM,
-                ignored_scope=others(lambda layer: bits[layer] == 8 and kinds[layer] == "embedding"),
-            )
+        embeddings = [n for layer in layers.layers if bits[layer] == 8 and kinds[layer] == "embedding" for n in names[layer]]
+        if embeddings:
+            compress_embedding_tables(ov_model, embeddings)
         if any(b == 4 for b in bits.values()):
             mode = getattr(nncf.CompressWeightsMode, self.spec.options.get("int4_mode", "int4_sym").upper())
             ov_model = nncf.compress_weights(
@@ -210,6 +209,35 @@ class OpenVINOTarget(Target):
         feed = artifact.io.feed(batch)
         request = self._compile(artifact.files[0], batch).create_infer_request()
         return lambda: request.infer(feed)
+
+
+def compress_embedding_tables(ov_model, gather_names: list[str]) -> None:
+    """Store the tables of the named Gather ops as u8 with a scale and zero point per embedding dimension (column).
+
+    NNCF's INT8 weight compression scales each row. The CPU plugin runs such a table compressed only in a model
+    without static INT8 layers: with them its low-precision transformations take over the table's dequantization,
+    cannot move a per-row scale past the Gather, and fold the table back to f32 (the runtime Gather reads f32). A
+    per-column scale moves behind the Gather, so the Gather reads u8 in both cases.
+    """
+    from openvino import opset13 as ops
+
+    gathers = {op.get_friendly_name(): op for op in ov_model.get_ordered_ops() if op.get_friendly_name() in gather_names}
+    for name in gather_names:
+        gather = gathers[name]
+        table = gather.input_value(0).get_node()
+        if table.get_type_name() != "Constant":
+            raise TargetError(f"embedding {name!r}: its table is computed by {table.get_type_name()}, not a constant")
+        weights = table.get_data().astype(np.float32)
+        low, high = weights.min(axis=0, keepdims=True), weights.max(axis=0, keepdims=True)
+        scale = np.maximum((high - low) / 255.0, np.finfo(np.float32).tiny)
+        zero_point = np.round(-low / scale)
+        quantized = ops.constant(np.clip(np.round(weights / scale) + zero_point, 0, 255).astype(np.uint8))
+        quantized.set_friendly_name(table.get_friendly_name())  # the parameter's name, as before
+        dequantized = ops.multiply(
+            ops.subtract(ops.convert(quantized, "f32"), ops.constant(zero_point.astype(np.float32))),
+            ops.constant(scale.astype(np.float32)),
+        )
+        gather.input(0).replace_source_output(dequantized.output(0))
 
 
 def _runtime_keys(op) -> set[str]:
