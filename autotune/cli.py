@@ -197,6 +197,12 @@ def dashboard(
     )
 
 
+def _one_line(message: str, limit: int = 600) -> str:
+    """Library messages quoted in an error can span lines (a state-dict mismatch lists every tensor)."""
+    line = " ".join(message.split())
+    return line if len(line) <= limit else line[: limit - 40] + " ... (--debug shows all)"
+
+
 def main() -> None:
     """Entry point: a user error is one red line and exit code 2; --debug shows the traceback."""
     from autotune.errors import AutotuneError
@@ -206,7 +212,7 @@ def main() -> None:
     except AutotuneError as exc:
         if _state["debug"]:
             raise
-        typer.secho(f"error: {exc}", fg="red", err=True)
+        typer.secho(f"error: {_one_line(str(exc))}", fg="red", err=True)
         sys.exit(2)
     except KeyboardInterrupt:
         typer.secho("interrupted: completed trials are kept in the storage; re-run to resume", err=True)

@@ -26,6 +26,3 @@ def divergence(kind: str, reference: torch.Tensor, compressed: torch.Tensor, tem
         scale = reference.float().pow(2).mean().clamp_min(1e-12)
         return (compressed.float() - reference.float()).pow(2).mean() / scale
     raise ValueError(f"output kind {kind!r}: expected one of {list(OUTPUT_KINDS)}")
-
-
-DIVERGENCE_NAMES = {"logits": "KL divergence", "embedding": "cosine distance", "values": "normalised MSE"}

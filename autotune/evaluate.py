@@ -17,11 +17,13 @@ from pathlib import Path
 
 import numpy as np
 import optuna
+import torch
 from optuna.artifacts import FileSystemArtifactStore, upload_artifact
 from optuna.trial import TrialState
 from scipy.stats import spearmanr
 
 from autotune.context import StudyContext
+from autotune.divergence import divergence
 from autotune.errors import AutotuneError
 from autotune.paths import workspace
 from autotune.progress import console, progress_bar
@@ -60,6 +62,7 @@ class Evaluator:
         artifact_dir.mkdir(parents=True, exist_ok=True)
         self.layer_names = list(context.layer_kinds)
         self.metrics = measured_metrics(context.workload.metric_name)
+        self._fp32_outputs = None
 
     def run(self, candidates: list[Candidate]) -> dict[str, optuna.Study]:
         studies = {}
@@ -108,6 +111,20 @@ class Evaluator:
         self.record_fidelity(study, hardware.name, candidates)
         return study
 
+    def score(self, target: Target, outputs: np.ndarray) -> float:
+        workload = self.context.workload
+        if not np.all(np.isfinite(outputs)):
+            raise AutotuneError(f"target {target.name!r}: the built model produced non-finite outputs")
+        return float(workload.metric(outputs, workload.validation.labels_numpy()))
+
+    def fp32_divergence(self, outputs: np.ndarray) -> float:
+        """How far the built model's validation outputs are from the torch FP32 model's (the proxy's measure)."""
+        if self._fp32_outputs is None:
+            workload = self.context.workload
+            self._fp32_outputs = workload.io.run_batched(self.context.recovery.teacher, workload.validation.inputs)
+        kind = self.context.workload.io.output_kind
+        return float(divergence(kind, self._fp32_outputs, torch.from_numpy(np.asarray(outputs))).item())
+
     def fp32_accuracy(self, study: optuna.Study) -> float:
         value = study.user_attrs.get("fp32_accuracy")
         if value is None:
@@ -140,7 +157,14 @@ class Evaluator:
                 artifact = target.build(model, plan, self.context.build_context(), Path(folder))
                 timings["build_s"] = time.perf_counter() - started
                 started = time.perf_counter()
-                accuracy = target.evaluate(artifact, workload.validation, workload.metric)
+                outputs = target.predict(artifact, workload.validation.inputs)
+                accuracy = self.score(target, outputs)
+                trial.set_user_attr("fp32_divergence", self.fp32_divergence(outputs))
+                for diagnostic in workload.diagnostics:
+                    predicted = target.predict(artifact, diagnostic.data.inputs)
+                    trial.set_user_attr(
+                        f"diagnostic.{diagnostic.name}", float(diagnostic.score(predicted, diagnostic.data.labels_numpy()))
+                    )
                 timings["evaluate_s"] = time.perf_counter() - started
                 started = time.perf_counter()
                 measurement = target.measure(artifact, workload.example_input)

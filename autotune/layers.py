@@ -21,7 +21,6 @@ LAYER_TYPES: tuple[tuple[type[nn.Module], str], ...] = (
     (nn.Linear, "linear"),
     (nn.Embedding, "embedding"),
 )
-KINDS = tuple(kind for _, kind in LAYER_TYPES)
 
 
 def layer_kind(module: nn.Module) -> str | None:

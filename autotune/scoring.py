@@ -69,6 +69,7 @@ class ProxyScorer:
             channel_multiple=self.context.recovery.config.channel_multiple,
             pruner=self.context.recovery.pruner,
             build=self.context.build_context(),
+            device=recovery.config.device,
         )
         scores = {}
         for name, proxy in self.proxies.items():

@@ -94,6 +94,8 @@ def check_measured_study(measured: optuna.Study) -> None:
             assert trial.params[f"{layer}.prune"] == choice["prune"]
         assert set(trial.user_attrs["realised_precision"]) == set(trial.user_attrs["plan"]["layers"])
         assert trial.user_attrs["cost_per_million"] > 0
+        assert trial.user_attrs["fp32_divergence"] >= 0  # the built model's outputs vs torch FP32's
+    assert fp32.user_attrs["fp32_divergence"] < 1e-4
 
 
 def test_artifacts_hold_the_model_plan_and_recipe(study_run, tmp_path):

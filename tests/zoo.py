@@ -12,6 +12,8 @@ Named in a study as `zoo:<function>` with this folder on PYTHONPATH.
 
 from __future__ import annotations
 
+import hashlib
+
 import torch
 from torch import nn
 from torch.nn import functional as F
@@ -112,8 +114,9 @@ def _train(model: nn.Module, inputs, labels, io: ModelIO, steps: int, batch: int
 
 
 def _cached(name: str, build, train) -> dict:
-    """Train once per test session/workspace; later calls load the state dict."""
-    path = cache_dir("zoo") / f"{name}.pt"
+    """Train once per workspace and architecture; later calls load the state dict."""
+    shapes = repr([(k, tuple(v.shape)) for k, v in build().state_dict().items()])
+    path = cache_dir("zoo") / f"{name}-{hashlib.sha256(shapes.encode()).hexdigest()[:12]}.pt"
     if path.is_file():
         return torch.load(path, weights_only=True)
     model = train(build())

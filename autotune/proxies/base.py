@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import copy
 import math
 from dataclasses import dataclass
 from functools import cached_property
@@ -13,7 +14,7 @@ from torch import nn
 from autotune.errors import AutotuneError, ProxyError
 from autotune.layers import trace_layers
 from autotune.plan import Plan
-from autotune.workloads.io import Inputs, ModelIO, take
+from autotune.workloads.io import Inputs, ModelIO, take, to_device
 
 
 @dataclass(frozen=True)
@@ -56,10 +57,14 @@ class ProxyContext:
     channel_multiple: int = 1  # how pruning rounds channels, for proxies that prune models themselves
     pruner: Any = None  # the model's GroupPruner, for proxies that build pruned models themselves
     build: Any = None  # the targets' BuildContext, for proxies that build on a runtime
+    device: str = "cpu"  # where the compressed model runs for output-based proxies
 
     @cached_property
     def outputs(self) -> torch.Tensor:
-        return self.io.run_batched(self.compressed, self.calibration)
+        if self.device == "cpu":
+            return self.io.run_batched(self.compressed, self.calibration)
+        model = copy.deepcopy(self.compressed).to(self.device)
+        return self.io.run_batched(model, to_device(self.calibration, self.device)).cpu()
 
     @cached_property
     def stats(self) -> dict[str, LayerStats]:

@@ -124,7 +124,8 @@ class OpenVINOTarget(Target):
         def static_int8(layer: str) -> bool:
             return bits[layer] == 8 and kinds[layer] != "embedding"
 
-        if any(static_int8(layer) for layer in layers.layers):
+        quantized = any(static_int8(layer) for layer in layers.layers)
+        if quantized:
             samples = [take(context.calibration, slice(i, i + 1)) for i in range(batch_size(context.calibration))]
             ov_model = nncf.quantize(
                 ov_model,
@@ -134,8 +135,14 @@ class OpenVINOTarget(Target):
                 model_type=nncf.ModelType.TRANSFORMER if "embedding" in kinds.values() else None,
             )
         embeddings = [n for layer in layers.layers if bits[layer] == 8 and kinds[layer] == "embedding" for n in names[layer]]
-        if embeddings:
+        if embeddings and quantized:
             compress_embedding_tables(ov_model, embeddings)
+        elif embeddings:
+            ov_model = nncf.compress_weights(
+                ov_model,
+                mode=nncf.CompressWeightsMode.INT8_ASYM,
+                ignored_scope=others(lambda layer: bits[layer] == 8 and kinds[layer] == "embedding"),
+            )
         if any(b == 4 for b in bits.values()):
             mode = getattr(nncf.CompressWeightsMode, self.spec.options.get("int4_mode", "int4_sym").upper())
             ov_model = nncf.compress_weights(
@@ -212,12 +219,14 @@ class OpenVINOTarget(Target):
 
 
 def compress_embedding_tables(ov_model, gather_names: list[str]) -> None:
-    """Store the tables of the named Gather ops as u8 with a scale and zero point per embedding dimension (column).
+    """Store the tables of the named Gather ops as u8 with a scale and zero point per embedding dimension (column),
+    for a model that also has static INT8 layers.
 
-    NNCF's INT8 weight compression scales each row. The CPU plugin runs such a table compressed only in a model
-    without static INT8 layers: with them its low-precision transformations take over the table's dequantization,
-    cannot move a per-row scale past the Gather, and fold the table back to f32 (the runtime Gather reads f32). A
-    per-column scale moves behind the Gather, so the Gather reads u8 in both cases.
+    NNCF's INT8 weight compression scales each row, which the CPU plugin runs compressed (GatherCompressed) only in a
+    model without static INT8 layers. With them, its low-precision transformations take over the table's
+    dequantization, cannot move a per-row scale past the Gather, and fold the table back to f32. A per-column scale
+    moves behind the Gather, which then reads u8. (Not for a model without static INT8 layers: GatherCompressed
+    reads per-row scales, and a per-column one there corrupts memory at inference.)
     """
     from openvino import opset13 as ops
 

@@ -5,7 +5,7 @@ A study names a built-in workload (`fashion-cnn`, `minilm`) or a user's by impor
 (`package.module:function`); either way the result is a `Workload`.
 """
 
-from autotune.workloads.base import LabelledData, Workload, load_workload, top1_accuracy
+from autotune.workloads.base import Diagnostic, LabelledData, Workload, load_workload, top1_accuracy
 from autotune.workloads.io import Inputs, ModelIO
 
-__all__ = ["Inputs", "LabelledData", "ModelIO", "Workload", "load_workload", "top1_accuracy"]
+__all__ = ["Diagnostic", "Inputs", "LabelledData", "ModelIO", "Workload", "load_workload", "top1_accuracy"]

@@ -51,6 +51,15 @@ class LabelledData:
 
 
 @dataclass(frozen=True)
+class Diagnostic:
+    """A score recorded beside the metric on every measured model (not an objective), on its own data."""
+
+    name: str
+    data: LabelledData
+    score: Callable[[np.ndarray, Any], float]
+
+
+@dataclass(frozen=True)
 class Workload:
     """Everything autotune needs to know about a model it compresses.
 
@@ -73,6 +82,7 @@ class Workload:
     io: ModelIO = field(default_factory=ModelIO)
     fingerprint: str = ""
     task_loss: Callable[[torch.Tensor, Any], torch.Tensor] | None = None  # recovery loss on labels, if any
+    diagnostics: tuple[Diagnostic, ...] = ()
 
     @property
     def example_input(self) -> Inputs:

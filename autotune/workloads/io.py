@@ -7,7 +7,7 @@ of them assumes one image tensor in and class logits out.
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterator, Mapping, Sequence
+from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass, field
 from typing import Any, Union
 
@@ -44,15 +44,6 @@ def take(inputs: Inputs, index) -> Inputs:
     if isinstance(inputs, Mapping):
         return {name: value[index] for name, value in inputs.items()}
     return tuple(value[index] for value in inputs)
-
-
-def concat(parts: Sequence[Inputs]) -> Inputs:
-    head = parts[0]
-    if isinstance(head, torch.Tensor):
-        return torch.cat(list(parts))
-    if isinstance(head, Mapping):
-        return {name: torch.cat([p[name] for p in parts]) for name in head}
-    return tuple(torch.cat([p[i] for p in parts]) for i in range(len(head)))
 
 
 def map_tensors(inputs: Inputs, function: Callable[[torch.Tensor], torch.Tensor]) -> Inputs:
