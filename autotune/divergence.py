@@ -17,7 +17,8 @@ def divergence(kind: str, reference: torch.Tensor, compressed: torch.Tensor, tem
     if kind == "logits":
         target = F.log_softmax(reference.float() / temperature, dim=-1).reshape(-1, reference.shape[-1])
         student = F.log_softmax(compressed.float() / temperature, dim=-1).reshape(-1, compressed.shape[-1])
-        return F.kl_div(student, target, log_target=True, reduction="batchmean") * temperature**2
+        kl = F.kl_div(student, target, log_target=True, reduction="batchmean") * temperature**2
+        return kl.clamp_min(0.0)  # float rounding can give -1e-9 for identical distributions
     if kind == "embedding":
         flat_ref = reference.float().reshape(-1, reference.shape[-1])
         flat_out = compressed.float().reshape(-1, compressed.shape[-1])

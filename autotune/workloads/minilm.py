@@ -78,9 +78,15 @@ def _base_model() -> nn.Module:
     import transformers
 
     transformers.logging.set_verbosity_error()  # the load report lists the unused pooler weights
-    model = transformers.AutoModel.from_pretrained(
-        str(model_path()), add_pooling_layer=False, attn_implementation="eager"
-    )
+    bar = transformers.utils.logging.is_progress_bar_enabled()
+    transformers.utils.logging.disable_progress_bar()  # a "Loading weights" bar would cut into autotune's display
+    try:
+        model = transformers.AutoModel.from_pretrained(
+            str(model_path()), add_pooling_layer=False, attn_implementation="eager"
+        )
+    finally:
+        if bar:
+            transformers.utils.logging.enable_progress_bar()
     return model.eval()
 
 
