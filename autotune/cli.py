@@ -65,7 +65,7 @@ def run(
     from autotune.promotion import promote, reference_candidates
     from autotune.report import front_table
     from autotune.scoring import ProxyScorer
-    from autotune.search import run_search
+    from autotune.search import finished_trials, run_search
     from autotune.spec import load_study_spec
     from autotune.studies import artifact_dir_for, storage_for
 
@@ -81,6 +81,7 @@ def run(
         f"targets {[t.name for t in study_spec.targets]}, storage {study_spec.storage}"
     )
     storage = storage_for(study_spec.storage)
+    finished_trials(context, storage)  # a study defined differently is refused before anything is written
     scorer = ProxyScorer(context)
     evaluator = Evaluator(context, storage, artifact_dir_for(study_spec.storage))
 

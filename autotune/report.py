@@ -34,7 +34,7 @@ def _compact_plan(trial: optuna.trial.FrozenTrial) -> str:
 
 
 def measured_rows(study: optuna.Study, metric_name: str = "accuracy") -> list[FrontRow]:
-    """Reference rows first, then the Pareto front of the candidates, least accuracy drop first."""
+    """Reference rows first, then the candidates: the Pareto front first, least accuracy drop first."""
     trials = study.get_trials(deepcopy=False, states=(TrialState.COMPLETE,))
     if not trials:
         return []
@@ -56,7 +56,8 @@ def measured_rows(study: optuna.Study, metric_name: str = "accuracy") -> list[Fr
         for t, on_front in zip(trials, front, strict=True)
     ]
     references = sorted((r for r in rows if r.role != "candidate"), key=lambda r: r.role)
-    candidates = sorted((r for r in rows if r.role == "candidate" and r.on_front), key=lambda r: r.accuracy_drop_pts)
+    # Every measured candidate is shown (a dominated one tells what the search got wrong); `front` marks the front.
+    candidates = sorted((r for r in rows if r.role == "candidate"), key=lambda r: (not r.on_front, r.accuracy_drop_pts))
     return references + candidates
 
 
@@ -101,7 +102,7 @@ def front_table(study: optuna.Study, metric_name: str | None = None) -> Table:
         breaks_slo = slo is not None and row.latency_p95_ms > slo
         table.add_row(
             str(row.trial),
-            row.role,
+            row.role + (" *" if row.role == "candidate" and row.on_front else ""),
             f"{row.accuracy:.4f}",
             f"{row.accuracy_drop_pts:+.2f}",
             f"{row.latency_p50_ms:.3f}",
@@ -118,6 +119,7 @@ def front_table(study: optuna.Study, metric_name: str | None = None) -> Table:
     if rows:
         layers = list(study.get_trials(deepcopy=False, states=(TrialState.COMPLETE,))[0].user_attrs["plan"]["layers"])
         captions.append("plan = weight bits per layer (-NN: NN% of channels pruned): " + " ".join(layers))
+        captions.append("candidate * = on the measured Pareto front (drop, p50, MB); the others are dominated")
     if attrs.get("price_per_hour") is not None:
         captions.append(
             f"cost: {attrs.get('instance') or 'instance'} at ${attrs['price_per_hour']}/h serving at the measured "

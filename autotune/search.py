@@ -23,21 +23,27 @@ def make_sampler(name: str, seed: int, trials: int) -> optuna.samplers.BaseSampl
     return optuna.samplers.NSGAIISampler(seed=seed, population_size=int(np.clip(trials // 4, 8, 50)))
 
 
+def finished_trials(context: StudyContext, storage) -> int:
+    """Finished trials of an existing proxy study (0 for a new one); refuses a study defined differently."""
+    spec = context.spec
+    if spec.name not in find_study_names(storage):
+        return 0
+    existing = optuna.load_study(study_name=spec.name, storage=storage)
+    digest = existing.user_attrs.get("search_digest")
+    if digest is not None and digest != spec.search_digest(context.workload.fingerprint):
+        raise SpecError(
+            f"{spec.path}: study {spec.name!r} in {spec.storage} was created from a different workload, model, "
+            "search space, proxy recipe, hardware target or search recovery; give the study a new name to start afresh"
+        )
+    return len(existing.get_trials(deepcopy=False, states=FINISHED))
+
+
 def run_search(context: StudyContext, scorer: ProxyScorer, storage, trials: int | None = None) -> optuna.Study:
     """Run proxy trials until the spec's budget of finished trials is reached (resumes an existing study)."""
     spec = context.spec
     budget = trials if trials is not None else spec.trials
     metric_names = list(scorer.objectives)
-    finished_before = 0
-    if spec.name in find_study_names(storage):
-        existing = optuna.load_study(study_name=spec.name, storage=storage)
-        digest = existing.user_attrs.get("search_digest")
-        if digest is not None and digest != spec.search_digest(context.workload.fingerprint):
-            raise SpecError(
-                f"{spec.path}: study {spec.name!r} in {spec.storage} was created from a different workload, model, "
-                "search space, proxy recipe, hardware target or search recovery; give the study a new name to start afresh"
-            )
-        finished_before = len(existing.get_trials(deepcopy=False, states=FINISHED))
+    finished_before = finished_trials(context, storage)
     sampler = make_sampler(spec.sampler, spec.seed + finished_before, budget)
     study = open_study(storage, spec.name, metric_names, sampler)
     study.set_user_attr("search_digest", spec.search_digest(context.workload.fingerprint))

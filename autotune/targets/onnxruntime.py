@@ -123,7 +123,8 @@ class OnnxRuntimeTarget(Target):
         for layer, node_name in ((layer, name) for layer, names in located.items() for name in names):
             node, planned = by_name[node_name], bits[layer]
             if node.op_type in ("MatMulNBits", "GatherBlockQuantized"):
-                found = f"int{next(a.i for a in node.attribute if a.name == 'bits')}"
+                # GatherBlockQuantized may leave out `bits`: its schema's default is 4.
+                found = f"int{next((a.i for a in node.attribute if a.name == 'bits'), 4)}"
             else:
                 weight_port = WEIGHT_INPUT.get(node.op_type, 1)
                 weight = producers.get(node.input[weight_port])
