@@ -113,9 +113,14 @@ def trace_layers(model: nn.Module, io: ModelIO, example: Inputs, visit) -> torch
 
 def output_layers(model: nn.Module, io: ModelIO, example: Inputs) -> frozenset[str]:
     """Layers whose output tensor is the model's selected output: their channels are the model's contract."""
-    produced: dict[int, str] = {}
-    output = trace_layers(model, io, example, lambda name, m, i, out: produced.__setitem__(id(out), name))
-    return frozenset({produced[id(output)]} if id(output) in produced else set())
+    produced: dict[int, tuple[str, torch.Tensor]] = {}  # the tensor is kept alive so its id is not reused
+
+    def record(name, module, inputs, output) -> None:
+        produced[id(output)] = (name, output)
+
+    output = trace_layers(model, io, example, record)
+    found = produced.get(id(output))
+    return frozenset({found[0]} if found is not None and found[1] is output else set())
 
 
 def index_model(model: nn.Module, io: ModelIO, example: Inputs) -> ModelLayers:

@@ -114,7 +114,7 @@ class OpenVINOTarget(Target):
         )
 
     def _compress(
-        self, ov_model, context: BuildContext, bits: dict[str, int], kinds: dict[str, str], others, names: dict[str, list[str]]
+        self, ov_model, context: BuildContext, bits: dict[str, int], kinds: dict[str, str], others, names: dict
     ):
         """NNCF static INT8 for conv/linear layers, INT8 tables for embeddings, INT4 weights."""
         import nncf
@@ -134,7 +134,8 @@ class OpenVINOTarget(Target):
                 ignored_scope=others(static_int8),
                 model_type=nncf.ModelType.TRANSFORMER if "embedding" in kinds.values() else None,
             )
-        embeddings = [n for layer in layers.layers if bits[layer] == 8 and kinds[layer] == "embedding" for n in names[layer]]
+        tables = [layer for layer, kind in kinds.items() if kind == "embedding" and bits[layer] == 8]
+        embeddings = [n for layer in tables for n in names[layer]]
         if embeddings and quantized:
             compress_embedding_tables(ov_model, embeddings)
         elif embeddings:
@@ -230,7 +231,7 @@ def compress_embedding_tables(ov_model, gather_names: list[str]) -> None:
     """
     from openvino import opset13 as ops
 
-    gathers = {op.get_friendly_name(): op for op in ov_model.get_ordered_ops() if op.get_friendly_name() in gather_names}
+    gathers = {op.get_friendly_name(): op for op in ov_model.get_ordered_ops()}
     for name in gather_names:
         gather = gathers[name]
         table = gather.input_value(0).get_node()
