@@ -27,18 +27,20 @@ class ProxyScorer:
         recipe = context.spec.proxies
         self.proxies: dict[str, Proxy] = {}
         self.objectives: list[str] = []
+        output_kind = context.workload.io.output_kind
         for name in recipe.metrics:
+            kinds = registered_proxies()[name].output_kinds
+            if kinds is not None and output_kind not in kinds:
+                if name in recipe.objectives:
+                    raise SpecError(
+                        f"{recipe.path}: objective {name!r} reads {list(kinds)} outputs, but workload "
+                        f"{context.workload.name!r} gives {output_kind!r}; use output_divergence"
+                    )
+                continue  # a reported metric that does not apply to this output is left out, not an error
             for metric, proxy in _instances(name, recipe.settings.get(name, {}), context.spec.targets):
                 self.proxies[metric] = proxy
                 if name in recipe.objectives:
                     self.objectives.append(metric)
-        for metric, proxy in self.proxies.items():
-            kinds = proxy.output_kinds
-            if kinds is not None and context.workload.io.output_kind not in kinds:
-                raise SpecError(
-                    f"{recipe.path}: proxy {metric!r} reads {list(kinds)} outputs, but workload "
-                    f"{context.workload.name!r} gives {context.workload.io.output_kind!r}; use output_divergence"
-                )
         self.reference = context.recovery.teacher
         self.reference_outputs = context.workload.io.run_batched(self.reference, context.calibration)
 

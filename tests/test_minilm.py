@@ -168,3 +168,23 @@ def test_diagnostics_score_fp32_as_itself(context, workload):
     scores = {d.name: d.score(outputs, data.labels_numpy()) for d in workload.diagnostics}
     assert scores["fp32_agreement"] == pytest.approx(1.0, abs=1e-5)
     assert 0.65 <= scores["polarity_probe_accuracy"] <= 0.85  # 0.74: a linear probe fitted on 100 sentences
+
+
+def test_logits_only_proxies_are_left_out_of_reports_and_refused_as_objectives(context):
+    """An embedding workload: the default recipe's top1_disagreement (report) is skipped; a KL objective is refused."""
+    import dataclasses
+
+    from autotune.errors import SpecError
+    from autotune.scoring import ProxyScorer
+    from autotune.spec import load_proxy_recipe
+
+    def scorer_with(recipe):
+        spec = dataclasses.replace(context.spec, proxies=recipe)
+        return ProxyScorer(dataclasses.replace(context, spec=spec))
+
+    macs = load_proxy_recipe("macs")  # objectives output_divergence + latency_macs; reports top1_disagreement
+    scorer = scorer_with(macs)
+    assert "top1_disagreement" in macs.report and "top1_disagreement" not in scorer.proxies
+    assert scorer.objectives == ["output_divergence", "latency_macs"]
+    with pytest.raises(SpecError, match="objective 'kl_divergence' reads \\['logits'\\]"):
+        scorer_with(dataclasses.replace(macs, objectives=("kl_divergence", "latency_macs")))
