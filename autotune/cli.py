@@ -74,8 +74,11 @@ def run(
     study_spec = load_study_spec(spec)
     context = prepare(study_spec)
     phases["load_and_train_s"] = time.perf_counter() - started
+    unreachable = sorted(context.layers.unreachable)
     console.print(
-        f"[bold]{study_spec.name}[/]: workload {context.workload.name}, {len(context.layer_kinds)} layers, "
+        f"[bold]{study_spec.name}[/]: workload {context.workload.name}, {len(context.layer_kinds)} layers"
+        + (f" ({len(unreachable)} more left as they are: the output does not depend on {unreachable})" if unreachable else "")
+        + ", "
         f"{len(context.recovery.pruner.prunable)} prunable groups, "
         f"{len(context.space.distributions())} searched parameters ({context.space.size():,} plans), "
         f"targets {[t.name for t in study_spec.targets]}, storage {study_spec.storage}"

@@ -8,10 +8,12 @@ bit-widths share one recovered model.
 
 from __future__ import annotations
 
+import contextlib
 import copy
 import json
 import time
 from collections import OrderedDict
+from collections.abc import Iterator
 from dataclasses import asdict, dataclass
 
 import joblib
@@ -63,20 +65,35 @@ class RecoveryConfig:
         return json.dumps({k: v for k, v in asdict(self).items() if k != "device"}, sort_keys=True)
 
 
+def _batchnorms(model: nn.Module) -> list[nn.Module]:
+    return [m for m in model.modules() if isinstance(m, nn.modules.batchnorm._BatchNorm)]
+
+
 def recalibrate_batchnorm(model: nn.Module, data: LabelledData, config: RecoveryConfig) -> None:
     """Re-estimate BatchNorm statistics on the pruned model (cumulative average over fixed batches)."""
-    norms = [m for m in model.modules() if isinstance(m, nn.modules.batchnorm._BatchNorm)]
-    if not norms:
+    if not _batchnorms(model):
         return
-    for norm in norms:
+    with batchnorm_from_batches(model):
+        inputs = take(data.inputs, slice(0, config.recalibration_samples))
+        with torch.no_grad():
+            for part in iter_batches(inputs, config.batch_size):
+                call(model, to_device(part, config.device))
+
+
+@contextlib.contextmanager
+def batchnorm_from_batches(model: nn.Module) -> Iterator[nn.Module]:
+    """Inside, BatchNorm layers normalise with each batch's own statistics and accumulate them (a
+    cumulative average); every other module stays in eval mode (no dropout). The model leaves in eval mode
+    with the accumulated statistics, so one forward pass both re-calibrates and scores a pruned model."""
+    model.eval()
+    for norm in _batchnorms(model):
         norm.reset_running_stats()
         norm.momentum = None
-    model.train()
-    inputs = take(data.inputs, slice(0, config.recalibration_samples))
-    with torch.no_grad():
-        for part in iter_batches(inputs, config.batch_size):
-            call(model, to_device(part, config.device))
-    model.eval()
+        norm.train()
+    try:
+        yield model
+    finally:
+        model.eval()
 
 
 def distill(
@@ -150,8 +167,8 @@ class Recovery:
         """
         ratios = self.pruner.group_ratios(plan)
         model = self.pruner.apply(ratios, self.config.channel_multiple)
-        if not ratios:
-            return model
+        if not ratios or (steps == 0 and not _batchnorms(model)):
+            return model  # nothing to recover: no cache entry (a transformer's state is tens of MB per plan)
         key = json.dumps([ratios, steps], sort_keys=True)
         state = self._recent.get(key)
         if state is None:

@@ -56,6 +56,9 @@ class ModelLayers:
     conv_bn: tuple[tuple[str, str], ...] = ()
     reused: frozenset[str] = frozenset()  # modules called more than once per forward (shared weights)
     tied: dict[str, str] = field(default_factory=dict)  # module whose weight is another layer's -> that layer
+    # Layers the selected output does not depend on (a pooler when the output is the hidden states, an
+    # auxiliary head, a module never called): not planned, since the exported graph drops them.
+    unreachable: frozenset[str] = frozenset()
 
     @property
     def kinds(self) -> dict[str, str]:
@@ -126,9 +129,34 @@ def output_layers(model: nn.Module, io: ModelIO, example: Inputs) -> frozenset[s
 def index_model(model: nn.Module, io: ModelIO, example: Inputs) -> ModelLayers:
     """Layers and output layers; the Conv+BatchNorm pairs come from the dependency graph (pruning.py)."""
     layers, tied = find_layers(model)
+    unreachable = unreachable_layers(model, io, example, layers)
     return ModelLayers(
-        layers, output_layers(model, io, example), tied=tied, reused=reused_modules(model, io, example)
+        {name: layer for name, layer in layers.items() if name not in unreachable},
+        output_layers(model, io, example),
+        tied=tied,
+        reused=reused_modules(model, io, example),
+        unreachable=unreachable,
     )
+
+
+def unreachable_layers(model: nn.Module, io: ModelIO, example: Inputs, layers: dict[str, Layer]) -> frozenset[str]:
+    """Layers whose weight the selected output does not depend on, as autograd's graph records it."""
+    modules = dict(model.named_modules())
+    weights = {name: modules[name].weight for name in layers}
+    weights = {name: w for name, w in weights.items() if w.is_leaf and w.is_floating_point()}
+    trainable = {name: w.requires_grad for name, w in weights.items()}
+    try:
+        for weight in weights.values():
+            weight.requires_grad_(True)
+        with torch.enable_grad():
+            output = io.run(model, example)
+            if not output.requires_grad:  # an output computed without gradients says nothing
+                return frozenset()
+            grads = torch.autograd.grad(output.float().sum(), list(weights.values()), allow_unused=True)
+    finally:
+        for name, weight in weights.items():
+            weight.requires_grad_(trainable[name])
+    return frozenset(name for name, grad in zip(weights, grads) if grad is None)
 
 
 def reused_modules(model: nn.Module, io: ModelIO, example: Inputs) -> frozenset[str]:

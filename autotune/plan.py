@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import collections
 import hashlib
 import json
 from collections.abc import Iterable, Mapping
@@ -91,6 +92,16 @@ class Plan:
             c = self.choice(name)
             tokens.append(f"{c.bits}" + (f"-{round(c.prune * 100)}" if c.prune else ""))
         return " ".join(tokens)
+
+    def counts(self) -> str:
+        """Short summary for plans too long to list layer by layer, e.g. '8b x30, 32b x5, 4b x2; 12 pruned 25-50%'."""
+        bits = collections.Counter(c.bits for c in self.layers.values())
+        text = ", ".join(f"{b}b x{n}" for b, n in sorted(bits.items(), key=lambda item: (-item[1], item[0])))
+        ratios = sorted(c.prune for c in self.layers.values() if c.prune)
+        if ratios:
+            low, high = round(ratios[0] * 100), round(ratios[-1] * 100)
+            text += f"; {len(ratios)} pruned {low}%" + (f"-{high}%" if high != low else "")
+        return text
 
     def describe(self) -> str:
         """Compact human summary, e.g. 'stem:8b block1.conv1:8b/p0.3 head:32b'."""

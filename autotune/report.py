@@ -28,9 +28,15 @@ class FrontRow:
     plan_summary: str
 
 
+LAYERS_LISTED = 16  # longer plans are summarised by counts so the table stays readable
+
+
 def _compact_plan(trial: optuna.trial.FrozenTrial) -> str:
     plan = trial.user_attrs.get("plan")
-    return Plan.from_dict(plan).compact(plan["layers"]) if plan else ""
+    if not plan:
+        return ""
+    parsed = Plan.from_dict(plan)
+    return parsed.compact(plan["layers"]) if len(plan["layers"]) <= LAYERS_LISTED else parsed.counts()
 
 
 def measured_rows(study: optuna.Study, metric_name: str = "accuracy") -> list[FrontRow]:
@@ -88,7 +94,7 @@ def front_table(study: optuna.Study, metric_name: str | None = None) -> Table:
         "drop pts",
         "p50 ms",
         "p95 ms",
-        f"img/s @{batch}",
+        f"samples/s @{batch}",
         f"vs INT8 @{batch}",
         "MB",
         "$/M req",
@@ -118,7 +124,11 @@ def front_table(study: optuna.Study, metric_name: str | None = None) -> Table:
     captions = []
     if rows:
         layers = list(study.get_trials(deepcopy=False, states=(TrialState.COMPLETE,))[0].user_attrs["plan"]["layers"])
-        captions.append("plan = weight bits per layer (-NN: NN% of channels pruned): " + " ".join(layers))
+        if len(layers) <= LAYERS_LISTED:
+            captions.append("plan = weight bits per layer (-NN: NN% of channels pruned): " + " ".join(layers))
+        else:
+            captions.append(f"plan = layers per weight precision and pruned layers, of {len(layers)} (each trial's "
+                            "`plan` attribute and its plan.json artifact hold the whole plan)")
         captions.append("candidate * = on the measured Pareto front (drop, p50, MB); the others are dominated")
     if attrs.get("price_per_hour") is not None:
         captions.append(

@@ -5,7 +5,9 @@ from __future__ import annotations
 import copy
 import time
 
-from autotune.compress import fake_quantize_weights
+import torch
+
+from autotune.compress import batchnorm_from_batches, fake_quantize_weights
 from autotune.context import StudyContext
 from autotune.errors import SpecError
 from autotune.plan import Plan
@@ -42,9 +44,22 @@ class ProxyScorer:
                 if name in recipe.objectives:
                     self.objectives.append(metric)
         self.reference = context.recovery.teacher
-        self.reference_outputs = context.workload.io.run_batched(self.reference, context.calibration)
+        self._reference_outputs: dict[bool, torch.Tensor] = {}
 
         self.last_seconds: dict[str, float] = {}
+
+    def reference_outputs(self, batchnorm_from_calibration: bool = False) -> torch.Tensor:
+        """The FP32 model's outputs on the calibration inputs; with BatchNorm statistics from the calibration
+        batches when the compressed models are scored that way (so an unpruned FP32 plan diverges by 0)."""
+        if batchnorm_from_calibration not in self._reference_outputs:
+            io, calibration = self.context.workload.io, self.context.calibration
+            if batchnorm_from_calibration:
+                with batchnorm_from_batches(copy.deepcopy(self.reference)) as model:
+                    outputs = io.run_batched(model, calibration)
+            else:
+                outputs = io.run_batched(self.reference, calibration)
+            self._reference_outputs[batchnorm_from_calibration] = outputs
+        return self._reference_outputs[batchnorm_from_calibration]
 
     def score(self, plan: Plan, recovery_steps: int) -> dict[str, float]:
         """Every metric of the recipe for `plan`; raises ProxyError on a failure or a non-finite value.
@@ -54,7 +69,8 @@ class ProxyScorer:
         recovery = self.context.recovery
         recovery.last_seconds = {}
         started = time.perf_counter()
-        recovered = recovery.recovered(plan, recovery_steps)
+        from_calibration = recovery_steps == 0 and self.context.spec.recovery.search_batchnorm == "scoring_batch"
+        recovered = recovery.pruned(plan) if from_calibration else recovery.recovered(plan, recovery_steps)
         seconds = dict(recovery.last_seconds)
         seconds["recovered_model"] = time.perf_counter() - started
         started = time.perf_counter()
@@ -66,12 +82,13 @@ class ProxyScorer:
             recovered=recovered,
             reference=self.reference,
             calibration=self.context.calibration,
-            reference_outputs=self.reference_outputs,
+            reference_outputs=self.reference_outputs(from_calibration),
             io=self.context.workload.io,
             channel_multiple=self.context.recovery.config.channel_multiple,
             pruner=self.context.recovery.pruner,
             build=self.context.build_context(),
             device=recovery.config.device,
+            batchnorm_from_calibration=from_calibration,
         )
         scores = {}
         for name, proxy in self.proxies.items():

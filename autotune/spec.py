@@ -340,6 +340,10 @@ class RecoverySettings:
     temperature: float = 2.0
     task_loss_weight: float = 0.5
     recalibration_samples: int = 2560
+    # Where search-stage BatchNorm statistics come from: "recalibrate" re-estimates them on
+    # `recalibration_samples` recovery inputs (cached per pruning); "scoring_batch" takes them from the
+    # calibration batch in the scoring pass itself (one forward pass per trial, for big models).
+    search_batchnorm: str = "recalibrate"
     seed: int = 0
     device: str = "auto"  # where proxies and recovery run: "auto" (CUDA if available), "cpu" or "cuda"
 
@@ -380,6 +384,7 @@ class StudySpec:
 
 SAMPLERS = ("nsga2", "tpe")
 DEVICES = ("auto", "cpu", "cuda")
+SEARCH_BATCHNORM = ("recalibrate", "scoring_batch")
 
 
 def load_study_spec(reference: str) -> StudySpec:
@@ -419,11 +424,14 @@ def load_study_spec(reference: str) -> StudySpec:
         temperature=r.number("temperature", defaults.temperature, 0.0),
         task_loss_weight=r.number("task_loss_weight", defaults.task_loss_weight, 0.0),
         recalibration_samples=r.number("recalibration_samples", defaults.recalibration_samples, 1, integer=True),
+        search_batchnorm=r.get("search_batchnorm", str, defaults.search_batchnorm),
         seed=r.number("seed", defaults.seed, 0, integer=True),
         device=r.get("device", str, defaults.device),
     )
     if recovery.device not in DEVICES:
         raise r.error("device", f"{recovery.device!r}: expected one of {list(DEVICES)}")
+    if recovery.search_batchnorm not in SEARCH_BATCHNORM:
+        raise r.error("search_batchnorm", f"{recovery.search_batchnorm!r}: expected one of {list(SEARCH_BATCHNORM)}")
     r.reject_unknown()
     root.reject_unknown()
     if not target_refs:

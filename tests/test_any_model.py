@@ -170,6 +170,36 @@ def test_attention_is_pruned_by_whole_heads(tmp_path, monkeypatch):
     assert outputs.shape == (1, 2)
 
 
+def test_layers_the_output_does_not_depend_on_are_not_planned(tmp_path, monkeypatch):
+    """A probe computed and kept aside and a module never called are found by autograd and left alone."""
+    from autotune.errors import PlanError
+    from autotune.plan import LayerChoice, Plan
+
+    context = _context("nested_shared", tmp_path, monkeypatch)
+    assert context.layers.unreachable == {"probe", "spare"}
+    assert not {"probe", "spare"} & set(context.layer_kinds)
+    assert not any(p.startswith(("probe.", "spare.")) for p in context.space.distributions())
+    with pytest.raises(PlanError, match="unknown layer"):
+        context.recovery.pruned(Plan({"probe": LayerChoice(8)}))
+
+
+def test_a_bert_pooler_is_left_alone_when_the_output_is_the_hidden_states():
+    from transformers import BertConfig, BertModel
+
+    from autotune.layers import index_model
+    from autotune.workloads import ModelIO
+
+    torch.manual_seed(0)
+    model = BertModel(BertConfig(vocab_size=32, hidden_size=16, num_hidden_layers=1, num_attention_heads=2,
+                                 intermediate_size=32, max_position_embeddings=8)).eval()
+    example = {"input_ids": torch.randint(0, 32, (1, 8)), "attention_mask": torch.ones(1, 8, dtype=torch.long)}
+    hidden = index_model(model, ModelIO(output="last_hidden_state", output_kind="embedding"), example)
+    assert hidden.unreachable == {"pooler.dense"}
+    pooled = index_model(model, ModelIO(output="pooler_output", output_kind="embedding"), example)
+    assert pooled.unreachable == frozenset() and "pooler.dense" in pooled.layers
+    assert all(p.requires_grad for p in model.parameters())  # the check leaves the model as it was
+
+
 # ---------------------------------------------------------------- identity and failing fast
 
 FINGERPRINTS = '''

@@ -86,3 +86,31 @@ def test_recovery_improves_a_pruned_model(tiny_workload):
         return tiny_workload.metric(tiny_workload.io.run_batched(model, data.inputs).numpy(), data.labels_numpy())
 
     assert accuracy(recovery.recovered(plan, steps=60)) > accuracy(recovery.pruned(plan))
+
+
+def test_batchnorm_from_the_scoring_batch_equals_recalibrating_on_it_then_scoring(tiny_workload):
+    """One train-mode-BatchNorm pass gives the outputs of a model re-calibrated on that batch (to float
+    rounding of the biased/unbiased variance), leaves it in eval mode with those statistics, and keeps
+    every non-BatchNorm module in eval mode."""
+    from autotune.compress import batchnorm_from_batches, recalibrate_batchnorm
+    from autotune.workloads import LabelledData
+
+    recovery = Recovery(tiny_workload, RecoveryConfig())
+    plan = Plan({"block1.conv1": LayerChoice(8, 0.5)})
+    batch = tiny_workload.calibration[:128]
+    one_pass = recovery.pruned(plan)
+    with batchnorm_from_batches(one_pass) as model:
+        assert all(m.training == isinstance(m, torch.nn.BatchNorm2d) for m in model.modules())
+        with torch.no_grad():
+            scored = model(batch)
+    assert not any(m.training for m in one_pass.modules())
+    two_pass = recovery.pruned(plan)
+    recalibrate_batchnorm(two_pass, LabelledData(batch), RecoveryConfig(batch_size=128, recalibration_samples=128))
+    with torch.no_grad():
+        expected = two_pass(batch)
+        assert torch.allclose(one_pass(batch), expected, atol=1e-5)  # same statistics afterwards
+    assert torch.allclose(scored, expected, atol=2e-2, rtol=1e-2)
+    assert (scored.argmax(1) == expected.argmax(1)).float().mean() > 0.97
+    unrecalibrated = recovery.pruned(plan)
+    with torch.no_grad():
+        assert not torch.allclose(unrecalibrated(batch), expected, atol=2e-2, rtol=1e-2)

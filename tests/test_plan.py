@@ -54,3 +54,9 @@ def test_invalid_choices_are_refused(bad, message):
 def test_unknown_layer_is_named():
     with pytest.raises(PlanError, match=r"unknown layer\(s\) \['nope'\]"):
         Plan({"nope": LayerChoice(8)}).validate_layers(["stem.conv"])
+
+
+def test_long_plans_are_summarised_by_counts():
+    plan = Plan({f"l{i}": LayerChoice(8 if i % 4 else 4, 0.25 if i < 6 else (0.5 if i == 6 else 0.0)) for i in range(20)})
+    assert plan.counts() == "8b x15, 4b x5; 7 pruned 25%-50%"
+    assert Plan({"a": LayerChoice(32)}).counts() == "32b x1"

@@ -85,3 +85,22 @@ def test_non_finite_and_raising_proxies_become_proxy_errors(tiny_context, scorer
     scorer_nan.proxies = {"raising_for_test": RaisingProxy()}
     with pytest.raises(ProxyError, match="raised ValueError: calibration batch is empty"):
         scorer_nan.score(plan, 0)
+
+
+def test_scoring_batch_statistics_score_fp32_as_the_reference_and_rank_like_recalibration(tiny_context):
+    """`search_batchnorm = "scoring_batch"`: BatchNorm statistics come from the scoring pass itself."""
+    import dataclasses
+
+    spec = tiny_context.spec
+    one_pass = dataclasses.replace(
+        tiny_context, spec=dataclasses.replace(spec, recovery=dataclasses.replace(spec.recovery, search_batchnorm="scoring_batch"))
+    )
+    fast, slow = ProxyScorer(one_pass), ProxyScorer(tiny_context)
+    assert fast.score(uniform(tiny_context, 32), 0)["output_divergence"] == pytest.approx(0.0, abs=1e-6)
+    plans = [uniform(tiny_context, 8, ratio) for ratio in (0.0, 0.25, 0.5)]
+    fast_scores = [fast.score(p, 0)["output_divergence"] for p in plans]
+    slow_scores = [slow.score(p, 0)["output_divergence"] for p in plans]
+    assert fast_scores == sorted(fast_scores) and slow_scores == sorted(slow_scores)
+    assert fast_scores[0] > 0
+    # Re-scoring (distillation steps) always uses the recovered model's own statistics.
+    assert fast.score(plans[1], 2)["output_divergence"] == pytest.approx(slow.score(plans[1], 2)["output_divergence"])

