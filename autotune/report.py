@@ -26,6 +26,7 @@ class FrontRow:
     size_mb: float
     cost_per_million: float | None
     plan_summary: str
+    fp32_divergence: float = float("nan")  # the built model's validation outputs vs torch FP32
 
 
 LAYERS_LISTED = 16  # longer plans are summarised by counts so the table stays readable
@@ -58,6 +59,7 @@ def measured_rows(study: optuna.Study, metric_name: str = "accuracy") -> list[Fr
             size_mb=t.values[2],
             cost_per_million=t.user_attrs.get("cost_per_million"),
             plan_summary=_compact_plan(t),
+            fp32_divergence=t.user_attrs.get("fp32_divergence", float("nan")),
         )
         for t, on_front in zip(trials, front, strict=True)
     ]
@@ -92,6 +94,7 @@ def front_table(study: optuna.Study, metric_name: str | None = None) -> Table:
         "role",
         metric_name,
         "drop pts",
+        "out div",
         "p50 ms",
         "p95 ms",
         f"samples/s @{batch}",
@@ -111,6 +114,7 @@ def front_table(study: optuna.Study, metric_name: str | None = None) -> Table:
             row.role + (" *" if row.role == "candidate" and row.on_front else ""),
             f"{row.accuracy:.4f}",
             f"{row.accuracy_drop_pts:+.2f}",
+            f"{abs(row.fp32_divergence):.4f}",  # abs: -0.0 for FP32 itself
             f"{row.latency_p50_ms:.3f}",
             f"[red]{row.latency_p95_ms:.3f} SLO![/red]" if breaks_slo else f"{row.latency_p95_ms:.3f}",
             f"{row.throughput_per_s:,.0f}",
@@ -130,6 +134,10 @@ def front_table(study: optuna.Study, metric_name: str | None = None) -> Table:
             captions.append(f"plan = layers per weight precision and pruned layers, of {len(layers)} (each trial's "
                             "`plan` attribute and its plan.json artifact hold the whole plan)")
         captions.append("candidate * = on the measured Pareto front (drop, p50, MB); the others are dominated")
+        captions.append(
+            "out div = how far the built model's validation outputs are from torch FP32 (KL for logits, cosine "
+            "distance for embeddings, normalised MSE otherwise): a metric within its noise can hide a drifted model"
+        )
     if attrs.get("price_per_hour") is not None:
         captions.append(
             f"cost: {attrs.get('instance') or 'instance'} at ${attrs['price_per_hour']}/h serving at the measured "
