@@ -46,6 +46,7 @@ from autotune.workloads.io import batch_size, take
 
 ROOT = Path(__file__).resolve().parent.parent
 RATIOS = (0.0, 0.25, 0.5)
+READING = "## Reading"  # a hand-written section at the end of the page, kept when the figures are rewritten
 
 
 @dataclass(frozen=True)
@@ -391,7 +392,10 @@ def main() -> None:
         rates = recovery_rates()
     text = report(args, setup, results, fidelities, minilm, rates) if results else str(fidelities)
     if results:
-        Path(args.output).write_text(text)
+        output = Path(args.output)
+        previous = output.read_text() if output.exists() else ""
+        reading = previous[previous.find(READING):] if READING in previous else ""
+        output.write_text(text + ("\n" + reading if reading else ""))  # the hand-written reading is kept
     print(text)
 
 
