@@ -4,9 +4,11 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
+import numpy as np
 import torch
 
 from autotune.compress import Recovery, RecoveryConfig
+from autotune.errors import SpecError
 from autotune.layers import ModelLayers
 from autotune.plan import LayerChoice, Plan
 from autotune.search_space import SearchSpace, resolve
@@ -62,6 +64,7 @@ def prepare(spec: StudySpec) -> StudyContext:
     Raises a one-line AutotuneError for every problem the spec can have, before any study is created.
     """
     workload = load_workload(spec.workload)
+    _check_gates_fit(spec, workload)
     r = spec.recovery
     config = RecoveryConfig(
         batch_size=r.batch_size,
@@ -76,3 +79,17 @@ def prepare(spec: StudySpec) -> StudyContext:
     recovery = Recovery(workload, config)
     space = resolve(spec.search_space, recovery.layers, recovery.pruner.groups, spec.targets)
     return StudyContext(spec, workload, space, recovery)
+
+
+def _check_gates_fit(spec: StudySpec, workload: Workload) -> None:
+    """Per-class and calibration gates need a classifier: class logits and integer labels."""
+    gates = spec.gates
+    if not gates.needs_classes:
+        return
+    field = "max_class_drop_pts" if gates.max_class_drop_pts is not None else "max_ece_increase"
+    labels = workload.validation.labels_numpy()
+    if workload.io.output_kind != "logits" or labels is None or not np.issubdtype(labels.dtype, np.integer):
+        raise SpecError(
+            f"{spec.path}: gates.{field}: workload {workload.name!r} is not a classifier (output kind "
+            f"{workload.io.output_kind!r}); per-class accuracy and calibration need class logits and integer labels"
+        )

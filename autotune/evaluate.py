@@ -25,9 +25,11 @@ from scipy.stats import spearmanr
 from autotune.context import StudyContext
 from autotune.divergence import divergence
 from autotune.errors import AutotuneError
+from autotune.gates import gate_failures, only_calibration
 from autotune.paths import workspace
 from autotune.progress import console, progress_bar
 from autotune.promotion import Candidate
+from autotune.quality import class_accuracy, expected_calibration_error, fit_temperature
 from autotune.search_space import measured_distributions, measured_params
 from autotune.spec import HardwareSpec
 from autotune.studies import fail_interrupted_trials, open_study
@@ -172,7 +174,12 @@ class Evaluator:
                 if candidate.role == "fp32":
                     study.set_user_attr("fp32_accuracy", accuracy)
                 drop = workload.quality_drop(self.fp32_accuracy(study), accuracy)
+                cost = target.spec.cost_per_million(measurement.throughput_per_s)
+                measured = {"drop_pts": drop, "latency_p95_ms": measurement.latency_p95_ms, "cost_per_million": cost}
+                temperature = self.check_gates(study, trial, target, candidate, artifact, outputs, measured)
                 recipe = self.recipe(target, candidate, artifact, accuracy, measurement)
+                if temperature is not None:
+                    recipe["temperature"] = temperature  # divide the logits by it to serve calibrated scores
                 (Path(folder) / "plan.json").write_text(json.dumps(plan.to_dict(), indent=2))
                 (Path(folder) / "recipe.json").write_text(json.dumps(recipe, indent=2, default=str))
                 for path in (*artifact.files, Path(folder) / "plan.json", Path(folder) / "recipe.json"):
@@ -180,7 +187,7 @@ class Evaluator:
             trial.set_user_attr(workload.metric_name, accuracy)
             trial.set_user_attr("measurement", measurement.to_dict())
             trial.set_user_attr("throughput_per_s", measurement.throughput_per_s)
-            trial.set_user_attr("cost_per_million", target.spec.cost_per_million(measurement.throughput_per_s))
+            trial.set_user_attr("cost_per_million", cost)
             trial.set_user_attr("latency_p95_ms", measurement.latency_p95_ms)
             trial.set_user_attr("realised_precision", artifact.realised_precision)
             trial.set_user_attr("channels", artifact.channels)
@@ -192,6 +199,54 @@ class Evaluator:
             if isinstance(exc, AutotuneError):
                 raise
             raise AutotuneError(f"{type(exc).__name__}: {exc}") from exc
+
+    @property
+    def classifier(self) -> bool:
+        """Class logits with integer labels: per-class accuracy and calibration can be measured."""
+        workload = self.context.workload
+        labels = workload.validation.labels_numpy()
+        return workload.io.output_kind == "logits" and labels is not None and np.issubdtype(labels.dtype, np.integer)
+
+    def check_gates(self, study, trial, target: Target, candidate: Candidate, artifact, outputs, measured) -> float | None:
+        """Record per-class accuracy and ECE (classifiers) and the gates the candidate fails; a candidate failing
+        only on calibration gets a temperature fitted on held-out labelled data, then is checked again.
+
+        Returns the fitted temperature, if one was fitted.
+        """
+        gates = self.context.spec.gates
+        labels = self.context.workload.validation.labels_numpy()
+        temperature = None
+        if self.classifier:
+            per_class, ece = class_accuracy(outputs, labels), expected_calibration_error(outputs, labels)
+            trial.set_user_attr("class_accuracy", per_class)
+            trial.set_user_attr("ece", ece)
+            if candidate.role == "fp32":
+                study.set_user_attr("fp32_class_accuracy", per_class)
+                study.set_user_attr("fp32_ece", ece)
+            reference = study.user_attrs.get("fp32_class_accuracy", {})
+            measured["class_drops"] = {c: 100 * (acc - per_class.get(c, 0.0)) for c, acc in reference.items()}
+            measured["ece_increase"] = ece - study.user_attrs.get("fp32_ece", ece)
+        slo = target.spec.latency_slo_p95_ms
+        failures = gate_failures(gates, measured, slo)
+        if candidate.role == "candidate" and gates.temperature_scaling and only_calibration(failures):
+            held_out = self.temperature_data()
+            temperature = fit_temperature(target.predict(artifact, held_out.inputs), held_out.labels_numpy())
+            scaled = expected_calibration_error(outputs, labels, temperature)
+            trial.set_user_attr("temperature", temperature)
+            trial.set_user_attr("ece_before_temperature", trial.user_attrs["ece"])
+            trial.set_user_attr("ece", scaled)
+            measured["ece_increase"] = scaled - study.user_attrs["fp32_ece"]
+            failures = gate_failures(gates, measured, slo)
+        if measured.get("class_drops"):
+            worst = max(measured["class_drops"], key=measured["class_drops"].get)
+            trial.set_user_attr("worst_class", {"class": worst, "drop_pts": measured["class_drops"][worst]})
+        trial.set_user_attr("gate_failures", failures)
+        return temperature
+
+    def temperature_data(self, samples: int = 2000):
+        """Labelled data the model was not validated on: the last recovery samples."""
+        recovery = self.context.workload.recovery
+        return recovery.take(slice(max(0, len(recovery) - samples), len(recovery)))
 
     def recipe(self, target: Target, candidate: Candidate, artifact, accuracy: float, measurement) -> dict:
         """Everything needed to rebuild this artifact exactly and to know what it is."""

@@ -156,7 +156,7 @@ def unreachable_layers(model: nn.Module, io: ModelIO, example: Inputs, layers: d
     finally:
         for name, weight in weights.items():
             weight.requires_grad_(trainable[name])
-    return frozenset(name for name, grad in zip(weights, grads) if grad is None)
+    return frozenset(name for name, grad in zip(weights, grads, strict=True) if grad is None)
 
 
 def reused_modules(model: nn.Module, io: ModelIO, example: Inputs) -> frozenset[str]:

@@ -27,6 +27,7 @@ class FrontRow:
     cost_per_million: float | None
     plan_summary: str
     fp32_divergence: float = float("nan")  # the built model's validation outputs vs torch FP32
+    gate_failures: tuple[str, ...] | None = None  # None: measured before gates were recorded
 
 
 LAYERS_LISTED = 16  # longer plans are summarised by counts so the table stays readable
@@ -45,12 +46,16 @@ def measured_rows(study: optuna.Study, metric_name: str = "accuracy") -> list[Fr
     trials = study.get_trials(deepcopy=False, states=(TrialState.COMPLETE,))
     if not trials:
         return []
-    front = pareto_mask(np.array([t.values for t in trials]))
+    # The front is taken over the trials that pass every gate: a failing candidate may not be promoted.
+    passing = [t for t in trials if not t.user_attrs.get("gate_failures")]
+    on_front = set()
+    if passing:
+        on_front = {t.number for t, keep in zip(passing, pareto_mask(np.array([t.values for t in passing])), strict=True) if keep}
     rows = [
         FrontRow(
             trial=t.number,
             role=t.user_attrs.get("role", "candidate"),
-            on_front=bool(on_front),
+            on_front=t.number in on_front,
             accuracy=t.user_attrs.get(metric_name, float("nan")),
             accuracy_drop_pts=t.values[0],
             latency_p50_ms=t.values[1],
@@ -60,8 +65,9 @@ def measured_rows(study: optuna.Study, metric_name: str = "accuracy") -> list[Fr
             cost_per_million=t.user_attrs.get("cost_per_million"),
             plan_summary=_compact_plan(t),
             fp32_divergence=t.user_attrs.get("fp32_divergence", float("nan")),
+            gate_failures=None if "gate_failures" not in t.user_attrs else tuple(t.user_attrs["gate_failures"]),
         )
-        for t, on_front in zip(trials, front, strict=True)
+        for t in trials
     ]
     references = sorted((r for r in rows if r.role != "candidate"), key=lambda r: r.role)
     # Every measured candidate is shown (a dominated one tells what the search got wrong); `front` marks the front.
@@ -103,6 +109,7 @@ def front_table(study: optuna.Study, metric_name: str | None = None) -> Table:
         "$/M req",
         "save vs FP32",
         "save vs INT8",
+        "gates",
         "plan",
     )
     for header in headers:
@@ -123,6 +130,7 @@ def front_table(study: optuna.Study, metric_name: str | None = None) -> Table:
             "-" if row.cost_per_million is None else f"{row.cost_per_million:.4f}",
             _saving(row.cost_per_million, fp32),
             _saving(row.cost_per_million, int8),
+            _gates(row),
             row.plan_summary,
         )
     captions = []
@@ -133,11 +141,14 @@ def front_table(study: optuna.Study, metric_name: str | None = None) -> Table:
         else:
             captions.append(f"plan = layers per weight precision and pruned layers, of {len(layers)} (each trial's "
                             "`plan` attribute and its plan.json artifact hold the whole plan)")
-        captions.append("candidate * = on the measured Pareto front (drop, p50, MB); the others are dominated")
+        captions.append("candidate * = on the measured Pareto front (drop, p50, MB) of the plans that pass every gate")
         captions.append(
             "out div = how far the built model's validation outputs are from torch FP32 (KL for logits, cosine "
             "distance for embeddings, normalised MSE otherwise): a metric within its noise can hide a drifted model"
         )
+    for row in rows:
+        if row.gate_failures:
+            captions.append(f"#{row.trial} fails gate " + "; ".join(row.gate_failures))
     if attrs.get("price_per_hour") is not None:
         captions.append(
             f"cost: {attrs.get('instance') or 'instance'} at ${attrs['price_per_hour']}/h serving at the measured "
@@ -156,6 +167,14 @@ def front_table(study: optuna.Study, metric_name: str | None = None) -> Table:
         )
     table.caption = "\n".join(captions)
     return table
+
+
+def _gates(row: FrontRow) -> str:
+    if row.gate_failures is None:
+        return "-"
+    if not row.gate_failures:
+        return "pass"
+    return "[red]" + ",".join(line.split(":")[0] for line in row.gate_failures) + "[/red]"
 
 
 def _fmt(value: float | None) -> str:

@@ -17,6 +17,7 @@ from pathlib import Path
 from typing import Any
 
 from autotune.errors import SpecError
+from autotune.gates import Gates, load_gates
 from autotune.paths import PACKAGE_ROOT, default_storage_url
 from autotune.plan import SUPPORTED_BITS
 
@@ -364,6 +365,7 @@ class StudySpec:
     promote: int
     rescore: int
     recovery: RecoverySettings
+    gates: Gates = Gates()  # acceptance bounds checked on the full evaluation (not part of the search's identity)
 
     def search_digest(self, model_fingerprint: str = "") -> str:
         """Identity of what defines the proxy study's trials; a resumed study must match it."""
@@ -433,6 +435,7 @@ def load_study_spec(reference: str) -> StudySpec:
     if recovery.search_batchnorm not in SEARCH_BATCHNORM:
         raise r.error("search_batchnorm", f"{recovery.search_batchnorm!r}: expected one of {list(SEARCH_BATCHNORM)}")
     r.reject_unknown()
+    gates = load_gates(root.sub("gates"))
     root.reject_unknown()
     if not target_refs:
         raise root.error("targets", "empty: a study needs at least one hardware target")
@@ -458,4 +461,5 @@ def load_study_spec(reference: str) -> StudySpec:
         promote=promote,
         rescore=rescore,
         recovery=recovery,
+        gates=gates,
     )
