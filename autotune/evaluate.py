@@ -228,8 +228,9 @@ class Evaluator:
             measured["ece_increase"] = ece - study.user_attrs.get("fp32_ece", ece)
         slo = target.spec.latency_slo_p95_ms
         failures = gate_failures(gates, measured, slo)
-        if candidate.role == "candidate" and gates.temperature_scaling and only_calibration(failures):
-            held_out = self.temperature_data()
+        held_out = self.temperature_data()
+        repairable = held_out.labels is not None and len(held_out) > 0
+        if candidate.role == "candidate" and gates.temperature_scaling and repairable and only_calibration(failures):
             temperature = fit_temperature(target.predict(artifact, held_out.inputs), held_out.labels_numpy())
             scaled = expected_calibration_error(outputs, labels, temperature)
             trial.set_user_attr("temperature", temperature)
