@@ -209,9 +209,10 @@ class Evaluator:
 
     def check_gates(self, study, trial, target: Target, candidate: Candidate, artifact, outputs, measured) -> float | None:
         """Record per-class accuracy and ECE (classifiers) and the gates the candidate fails; a candidate failing
-        only on calibration gets a temperature fitted on held-out labelled data, then is checked again.
+        only on calibration gets a temperature fitted on labelled recovery data, kept where it lowers the validation
+        ECE, then is checked again.
 
-        Returns the fitted temperature, if one was fitted.
+        Returns the temperature kept, if any.
         """
         gates = self.context.spec.gates
         labels = self.context.workload.validation.labels_numpy()
@@ -231,13 +232,18 @@ class Evaluator:
         held_out = self.temperature_data()
         repairable = held_out.labels is not None and len(held_out) > 0
         if candidate.role == "candidate" and gates.temperature_scaling and repairable and only_calibration(failures):
-            temperature = fit_temperature(target.predict(artifact, held_out.inputs), held_out.labels_numpy())
-            scaled = expected_calibration_error(outputs, labels, temperature)
-            trial.set_user_attr("temperature", temperature)
-            trial.set_user_attr("ece_before_temperature", trial.user_attrs["ece"])
-            trial.set_user_attr("ece", scaled)
-            measured["ece_increase"] = scaled - study.user_attrs["fp32_ece"]
-            failures = gate_failures(gates, measured, slo)
+            fitted = fit_temperature(target.predict(artifact, held_out.inputs), held_out.labels_numpy())
+            scaled = expected_calibration_error(outputs, labels, fitted)
+            trial.set_user_attr("temperature_tried", fitted)
+            # Fitted on data the model may have been trained on, a temperature can make validation calibration
+            # worse (sharpening an already calibrated model): it is kept only where it helps.
+            if scaled < trial.user_attrs["ece"]:
+                temperature = fitted
+                trial.set_user_attr("temperature", temperature)
+                trial.set_user_attr("ece_before_temperature", trial.user_attrs["ece"])
+                trial.set_user_attr("ece", scaled)
+                measured["ece_increase"] = scaled - study.user_attrs["fp32_ece"]
+                failures = gate_failures(gates, measured, slo)
         if measured.get("class_drops"):
             worst = max(measured["class_drops"], key=measured["class_drops"].get)
             trial.set_user_attr("worst_class", {"class": worst, "drop_pts": measured["class_drops"][worst]})

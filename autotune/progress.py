@@ -12,7 +12,7 @@ from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, T
 
 # Piped output (CI logs, `| tee`) would otherwise be cut to 80 columns and fold every table.
 _probe = Console(stderr=True)
-console = Console(stderr=True, width=None if _probe.is_terminal else max(160, shutil.get_terminal_size().columns))
+console = Console(stderr=True, width=None if _probe.is_terminal else max(200, shutil.get_terminal_size().columns))
 
 
 def progress_bar() -> Progress:
