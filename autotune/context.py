@@ -4,7 +4,6 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-import numpy as np
 import torch
 
 from autotune.compress import Recovery, RecoveryConfig
@@ -87,8 +86,7 @@ def _check_gates_fit(spec: StudySpec, workload: Workload) -> None:
     if not gates.needs_classes:
         return
     field = "max_class_drop_pts" if gates.max_class_drop_pts is not None else "max_ece_increase"
-    labels = workload.validation.labels_numpy()
-    if workload.io.output_kind != "logits" or labels is None or not np.issubdtype(labels.dtype, np.integer):
+    if not workload.is_classifier:
         raise SpecError(
             f"{spec.path}: gates.{field}: workload {workload.name!r} is not a classifier (output kind "
             f"{workload.io.output_kind!r}); per-class accuracy and calibration need class logits and integer labels"

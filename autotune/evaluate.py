@@ -200,13 +200,6 @@ class Evaluator:
                 raise
             raise AutotuneError(f"{type(exc).__name__}: {exc}") from exc
 
-    @property
-    def classifier(self) -> bool:
-        """Class logits with integer labels: per-class accuracy and calibration can be measured."""
-        workload = self.context.workload
-        labels = workload.validation.labels_numpy()
-        return workload.io.output_kind == "logits" and labels is not None and np.issubdtype(labels.dtype, np.integer)
-
     def check_gates(self, study, trial, target: Target, candidate: Candidate, artifact, outputs, measured) -> float | None:
         """Record per-class accuracy and ECE (classifiers) and the gates the candidate fails; a candidate failing
         only on calibration gets a temperature fitted on labelled recovery data, kept where it lowers the validation
@@ -217,7 +210,7 @@ class Evaluator:
         gates = self.context.spec.gates
         labels = self.context.workload.validation.labels_numpy()
         temperature = None
-        if self.classifier:
+        if self.context.workload.is_classifier:
             per_class, ece = class_accuracy(outputs, labels), expected_calibration_error(outputs, labels)
             trial.set_user_attr("class_accuracy", per_class)
             trial.set_user_attr("ece", ece)
@@ -229,9 +222,8 @@ class Evaluator:
             measured["ece_increase"] = ece - study.user_attrs.get("fp32_ece", ece)
         slo = target.spec.latency_slo_p95_ms
         failures = gate_failures(gates, measured, slo)
-        held_out = self.temperature_data()
-        repairable = held_out.labels is not None and len(held_out) > 0
-        if candidate.role == "candidate" and gates.temperature_scaling and repairable and only_calibration(failures):
+        held_out = self.temperature_data() if candidate.role == "candidate" and gates.temperature_scaling else None
+        if held_out is not None and held_out.labels is not None and len(held_out) and only_calibration(failures):
             fitted = fit_temperature(target.predict(artifact, held_out.inputs), held_out.labels_numpy())
             scaled = expected_calibration_error(outputs, labels, fitted)
             trial.set_user_attr("temperature_tried", fitted)

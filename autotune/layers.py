@@ -140,7 +140,33 @@ def index_model(model: nn.Module, io: ModelIO, example: Inputs) -> ModelLayers:
 
 
 def unreachable_layers(model: nn.Module, io: ModelIO, example: Inputs, layers: dict[str, Layer]) -> frozenset[str]:
-    """Layers whose weight the selected output does not depend on, as autograd's graph records it."""
+    """Layers whose weight the selected output does not depend on.
+
+    Autograd's graph names the candidates (weights that get no gradient); each is confirmed by shifting its
+    weight and seeing the output unchanged, since a forward may run part of the model under `torch.no_grad()`
+    or `.detach()` (a frozen backbone) and still depend on it.
+    """
+    modules = dict(model.named_modules())
+    candidates = _without_gradient(model, io, example, layers)
+    if not candidates:
+        return frozenset()
+    unreachable = set()
+    with torch.no_grad():
+        expected = io.run(model, example)
+        for name in candidates:
+            weight = modules[name].weight
+            saved = weight.detach().clone()
+            weight.add_(1.0)
+            try:
+                if torch.equal(io.run(model, example), expected):
+                    unreachable.add(name)
+            finally:
+                weight.copy_(saved)
+    return frozenset(unreachable)
+
+
+def _without_gradient(model: nn.Module, io: ModelIO, example: Inputs, layers: dict[str, Layer]) -> list[str]:
+    """Layers whose weight the selected output's autograd graph does not reach."""
     modules = dict(model.named_modules())
     weights = {name: modules[name].weight for name in layers}
     weights = {name: w for name, w in weights.items() if w.is_leaf and w.is_floating_point()}
@@ -150,13 +176,13 @@ def unreachable_layers(model: nn.Module, io: ModelIO, example: Inputs, layers: d
             weight.requires_grad_(True)
         with torch.enable_grad():
             output = io.run(model, example)
-            if not output.requires_grad:  # an output computed without gradients says nothing
-                return frozenset()
+            if not output.requires_grad:  # a forward run entirely without gradients: every layer is a candidate
+                return list(weights)
             grads = torch.autograd.grad(output.float().sum(), list(weights.values()), allow_unused=True)
     finally:
         for name, weight in weights.items():
             weight.requires_grad_(trainable[name])
-    return frozenset(name for name, grad in zip(weights, grads, strict=True) if grad is None)
+    return [name for name, grad in zip(weights, grads, strict=True) if grad is None]
 
 
 def reused_modules(model: nn.Module, io: ModelIO, example: Inputs) -> frozenset[str]:

@@ -9,6 +9,7 @@ import optuna
 from optuna.trial import TrialState
 from rich.table import Table
 
+from autotune.gates import failed_gates
 from autotune.pareto import pareto_mask
 from autotune.plan import Plan
 
@@ -174,7 +175,7 @@ def _gates(row: FrontRow) -> str:
         return "-"
     if not row.gate_failures:
         return "pass"
-    return "[red]" + ",".join(line.split(":")[0] for line in row.gate_failures) + "[/red]"
+    return "[red]" + ",".join(failed_gates(row.gate_failures)) + "[/red]"
 
 
 def _fmt(value: float | None) -> str:

@@ -12,7 +12,9 @@ from autotune.context import StudyContext
 from autotune.errors import SpecError
 from autotune.plan import Plan
 from autotune.proxies import Proxy, ProxyContext, registered_proxies
+from autotune.proxies.base import channels_last_holds
 from autotune.spec import HardwareSpec
+from autotune.workloads.io import take
 
 
 def _instances(name: str, settings: dict, targets: tuple[HardwareSpec, ...]) -> list[tuple[str, Proxy]]:
@@ -44,6 +46,8 @@ class ProxyScorer:
                 if name in recipe.objectives:
                     self.objectives.append(metric)
         self.reference = context.recovery.teacher
+        example = take(context.calibration, slice(0, 2))
+        self.channels_last = channels_last_holds(self.reference, context.workload.io, example)
         self._reference_outputs: dict[bool, torch.Tensor] = {}
 
         self.last_seconds: dict[str, float] = {}
@@ -89,6 +93,7 @@ class ProxyScorer:
             build=self.context.build_context(),
             device=recovery.config.device,
             batchnorm_from_calibration=from_calibration,
+            channels_last=self.channels_last,
         )
         scores = {}
         for name, proxy in self.proxies.items():

@@ -36,11 +36,18 @@ import torch
 import torch_pruning as tp
 from scipy.stats import spearmanr
 
-from autotune.compress import Recovery, RecoveryConfig, batchnorm_from_batches, distill, fake_quantize_weights
-from autotune.compress import recalibrate_batchnorm
+from autotune.compress import (
+    Recovery,
+    RecoveryConfig,
+    batchnorm_from_batches,
+    distill,
+    fake_quantize_weights,
+    recalibrate_batchnorm,
+)
 from autotune.divergence import divergence
 from autotune.plan import LayerChoice, Plan
 from autotune.proxies import ProxyContext
+from autotune.proxies.base import channels_last_holds
 from autotune.workloads import LabelledData, Workload, load_workload, top1_accuracy
 from autotune.workloads.io import batch_size, take
 
@@ -139,7 +146,7 @@ def reference_outputs(recovery: Recovery, arm: Arm) -> torch.Tensor:
     return io.run_batched(recovery.teacher, calibration)
 
 
-def proxy_trial(recovery: Recovery, plan: Plan, arm: Arm, reference: torch.Tensor) -> tuple[float, dict]:
+def proxy_trial(recovery: Recovery, plan: Plan, arm: Arm, reference: torch.Tensor, layout: bool) -> tuple[float, dict]:
     """(output divergence, seconds per phase) of one proxy trial under the arm's recipe."""
     workload = recovery.workload
     seconds = {}
@@ -158,7 +165,7 @@ def proxy_trial(recovery: Recovery, plan: Plan, arm: Arm, reference: torch.Tenso
     calibration = take(workload.calibration, slice(0, arm.calibration))
     if arm.scoring_batch:  # the code path the search runs
         context = ProxyContext(plan, compressed, model, recovery.teacher, calibration, reference, workload.io,
-                               batchnorm_from_calibration=True)
+                               batchnorm_from_calibration=True, channels_last=layout)
         outputs = context.outputs
     else:
         outputs = workload.io.run_batched(compressed, calibration, 64)
@@ -172,6 +179,7 @@ def cost(trials: int) -> tuple[dict, dict]:
     workload = efficientnet_workload(max(a.recalibration for a in COST_ARMS.values()))
     started = time.perf_counter()
     recovery = Recovery(workload, RecoveryConfig())
+    layout = channels_last_holds(recovery.teacher, workload.io, take(workload.calibration, slice(0, 2)))
     setup = {"analyse_model_s": time.perf_counter() - started, "groups": len(recovery.pruner.groups),
              "prunable_groups": len(recovery.pruner.prunable), "layers": len(recovery.layers.layers),
              "params_m": sum(p.numel() for p in recovery.teacher.parameters()) / 1e6}
@@ -183,7 +191,7 @@ def cost(trials: int) -> tuple[dict, dict]:
         for name, arm in COST_ARMS.items():
             if arm.metapruner and index >= 2:
                 continue  # minutes per trial: two plans show it
-            rows[name].append(proxy_trial(recovery, plan, arm, references[name])[1])
+            rows[name].append(proxy_trial(recovery, plan, arm, references[name], layout)[1])
             print(name, {k: round(v, 2) for k, v in rows[name][-1].items()}, flush=True)
     results = {
         name: {k: (statistics.median(r[k] for r in found), min(r[k] for r in found), max(r[k] for r in found))
@@ -204,6 +212,7 @@ def spearman_interval(x: np.ndarray, y: np.ndarray, draws: int = 1000) -> tuple[
 def fidelity(workload: Workload, plans: int) -> dict:
     """Spearman of each arm's divergence against the plans' real accuracy drop (after full re-calibration)."""
     recovery = Recovery(workload, RecoveryConfig(channel_multiple=8))
+    layout = channels_last_holds(recovery.teacher, workload.io, take(workload.calibration, slice(0, 2)))
     validation = workload.validation
     baseline = workload.metric(workload.io.run_batched(recovery.teacher, validation.inputs), validation.labels)
     references = {name: reference_outputs(recovery, arm) for name, arm in FIDELITY_ARMS.items()}
@@ -217,7 +226,7 @@ def fidelity(workload: Workload, plans: int) -> dict:
         accuracy = workload.metric(workload.io.run_batched(compressed, validation.inputs), validation.labels)
         drops.append(100 * (baseline - accuracy))
         for name, arm in FIDELITY_ARMS.items():
-            scores[name].append(proxy_trial(recovery, plan, arm, references[name])[0])
+            scores[name].append(proxy_trial(recovery, plan, arm, references[name], layout)[0])
     truth = np.asarray(drops)
     print(workload.name, "accuracy drops (points):", np.round(truth, 1).tolist(), flush=True)
     before = np.asarray(scores[next(iter(FIDELITY_ARMS))])

@@ -200,6 +200,41 @@ def test_a_bert_pooler_is_left_alone_when_the_output_is_the_hidden_states():
     assert all(p.requires_grad for p in model.parameters())  # the check leaves the model as it was
 
 
+class FrozenBackbone(torch.nn.Module):
+    """A linear probe on a backbone run without gradients, and a LeNet-style `.view` flatten."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.backbone = torch.nn.Sequential(torch.nn.Conv2d(1, 6, 5), torch.nn.ReLU(), torch.nn.MaxPool2d(2))
+        self.head = torch.nn.Linear(6 * 12 * 12, 10)
+        self.unused = torch.nn.Linear(4, 4)
+
+    def forward(self, x):
+        with torch.no_grad():
+            features = self.backbone(x)
+        return self.head(features.view(features.size(0), -1))
+
+
+def test_a_backbone_run_without_gradients_is_still_planned_and_a_view_flatten_runs_channels_first():
+    from autotune.layers import index_model
+    from autotune.proxies.base import channels_last_holds
+    from autotune.workloads import ModelIO
+
+    model, example = FrozenBackbone().eval(), torch.randn(2, 1, 28, 28)
+    layers = index_model(model, ModelIO(), example)
+    assert set(layers.layers) == {"backbone.0", "head"} and layers.unreachable == {"unused"}
+    assert not channels_last_holds(model, ModelIO(), example)  # `.view` on a channels-last tensor raises
+
+
+def test_image_models_that_allow_it_run_channels_last(tmp_path, monkeypatch):
+    from autotune.proxies.base import channels_last_holds
+    from autotune.workloads.io import take
+
+    context = _context("depthwise_cnn", tmp_path, monkeypatch)
+    workload = context.workload
+    assert channels_last_holds(context.recovery.teacher, workload.io, take(workload.calibration, slice(0, 2)))
+
+
 # ---------------------------------------------------------------- identity and failing fast
 
 FINGERPRINTS = '''

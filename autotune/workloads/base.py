@@ -101,6 +101,12 @@ class Workload:
             )
         return model.eval()
 
+    @property
+    def is_classifier(self) -> bool:
+        """Class logits with integer validation labels: per-class accuracy and calibration can be measured."""
+        labels = self.validation.labels_numpy()
+        return self.io.output_kind == "logits" and labels is not None and np.issubdtype(labels.dtype, np.integer)
+
     def quality_drop(self, reference: float, value: float) -> float:
         """How much worse `value` is than `reference`, in points (x100), whatever the metric's direction."""
         return (reference - value) * 100 if self.higher_is_better else (value - reference) * 100
