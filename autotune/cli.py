@@ -60,64 +60,172 @@ def run(
 ) -> None:
     """Run a study: proxy search, promotion, full evaluation on every target, then print the fronts."""
     from autotune.context import prepare
-    from autotune.evaluate import Evaluator, stage_agreement
+    from autotune.pipeline import describe, run_study
     from autotune.progress import console
-    from autotune.promotion import promote, reference_candidates
-    from autotune.report import front_table
-    from autotune.scoring import ProxyScorer
-    from autotune.search import finished_trials, run_search
     from autotune.spec import load_study_spec
+
+    started = time.perf_counter()
+    context = prepare(load_study_spec(spec))
+    console.print(describe(context))
+    run_study(context, trials, started=started)
+
+
+@app.command()
+def cycle(
+    spec: str = typer.Argument(..., help="Study spec: its name is the lineage."),
+    model: str | None = typer.Option(None, help="Checkpoint (a state dict) of the new model version."),
+    version: str = typer.Option("", help="A version string for this model (recorded with the cycle)."),
+    warm_start_from: str | None = typer.Option(
+        None, help="Seed from this lineage, cycle (lineage/c2) or study instead of the previous cycle."
+    ),
+    cold: bool = typer.Option(False, help="No warm start from earlier cycles (recipes in the spec still seed)."),
+    new: bool = typer.Option(False, help="Run a new cycle even if this model and data already had one."),
+    trials: int | None = typer.Option(None, help="Override the spec's proxy-trial budget."),
+) -> None:
+    """Run the next cycle of a lineage on a new model version: warm start, search, gates, promotion policy."""
+    from autotune.cycle import run_cycle
+    from autotune.spec import load_study_spec
+
+    outcome = run_cycle(load_study_spec(spec), model, version, warm_start_from, cold, trials, "manual", new)
+    raise typer.Exit(outcome.exit_code)
+
+
+@app.command()
+def watch(
+    spec: str = typer.Argument(..., help="Study spec with a [watch] table."),
+    once: bool = typer.Option(False, help="Check the triggers once, run a cycle if one fires, and exit."),
+) -> None:
+    """Run as a service: start a warm cycle when a new checkpoint appears, traffic drifts, or the cadence is due."""
+    from autotune.spec import load_study_spec
+    from autotune.watch import Watcher
+
+    raise typer.Exit(Watcher(load_study_spec(spec)).serve(once=once))
+
+
+def _lineage_storage(lineage: str, storage: str | None):
     from autotune.studies import artifact_dir_for, storage_for
 
-    phases: dict[str, float] = {}
-    started = time.perf_counter()
-    study_spec = load_study_spec(spec)
-    context = prepare(study_spec)
-    phases["load_and_train_s"] = time.perf_counter() - started
-    unreachable = sorted(context.layers.unreachable)
-    console.print(
-        f"[bold]{study_spec.name}[/]: workload {context.workload.name}, {len(context.layer_kinds)} layers"
-        + (f" ({len(unreachable)} more left as they are: the output does not depend on {unreachable})" if unreachable else "")
-        + ", "
-        f"{len(context.recovery.pruner.prunable)} prunable groups, "
-        f"{len(context.space.distributions())} searched parameters ({context.space.size():,} plans), "
-        f"targets {[t.name for t in study_spec.targets]}, storage {study_spec.storage}"
-    )
-    storage = storage_for(study_spec.storage)
-    finished_trials(context, storage)  # a study defined differently is refused before anything is written
-    scorer = ProxyScorer(context)
-    evaluator = Evaluator(context, storage, artifact_dir_for(study_spec.storage))
+    name, url = _storage_url(lineage, storage)
+    return name, storage_for(url), artifact_dir_for(url)
 
-    # The references are needed anyway; built first, a target that cannot realise this model stops the run
-    # here with one line, before any trial.
-    mark = time.perf_counter()
-    references = reference_candidates(context, scorer)
-    evaluator.run(references)
-    phases["references_s"] = time.perf_counter() - mark
 
-    mark = time.perf_counter()
-    study = run_search(context, scorer, storage, trials)
-    phases["search_s"] = time.perf_counter() - mark
+@app.command("promote")
+def promote_command(
+    lineage: str = typer.Argument(..., help="Lineage (the study spec's name) or its spec."),
+    trial: str = typer.Argument(..., help="Measured trial number of the latest cycle, or cN:number."),
+    target: str = typer.Option(..., help="Hardware target the version is deployed on."),
+    reason: str = typer.Option("", "--why", help="Why it is promoted (kept in the history)."),
+    storage: str | None = typer.Option(None, help="Optuna storage URL."),
+) -> None:
+    """Record a measured candidate as the deployed version for a target (refused if it fails a gate)."""
+    from autotune import deploy
 
-    mark = time.perf_counter()
-    pool, promoted = promote(context, scorer, study)
-    phases["rescore_s"] = time.perf_counter() - mark
-    agreement = stage_agreement(pool, scorer.objectives[0])
-    study.set_user_attr("stage1_vs_stage2_spearman", agreement)
-    console.print(
-        f"promoted {len(promoted)} of {len(pool)} re-scored plans; "
-        f"search-vs-rescore Spearman of {scorer.objectives[0]}: "
-        + ("n/a" if agreement is None else f"{agreement:+.2f}")
-    )
+    name, backend, _ = _lineage_storage(lineage, storage)
+    record = deploy.promote(backend, name, target, trial, reason or "manual promotion")
+    typer.echo(f"{name}@{target}: v{record['version']} deployed (cycle c{record['cycle']} trial {record['trial']}); "
+               + _delta_text(record["deltas"]))
 
-    mark = time.perf_counter()
-    measured = evaluator.run(references + promoted)
-    phases["full_evaluation_s"] = time.perf_counter() - mark
-    phases["total_s"] = time.perf_counter() - started
-    study.set_user_attr("last_run_phase_seconds", {k: round(v, 1) for k, v in phases.items()})
-    for target_study in measured.values():
-        console.print(front_table(target_study, context.workload.metric_name))
-    console.print("phases: " + ", ".join(f"{k.removesuffix('_s')} {v:.0f}s" for k, v in phases.items()))
+
+@app.command()
+def rollback(
+    lineage: str = typer.Argument(..., help="Lineage (the study spec's name) or its spec."),
+    target: str = typer.Option(..., help="Hardware target."),
+    reason: str = typer.Option("", "--why", help="Why (kept in the history)."),
+    storage: str | None = typer.Option(None, help="Optuna storage URL."),
+) -> None:
+    """Return a target to the version deployed before the current one."""
+    from autotune import deploy
+
+    name, backend, _ = _lineage_storage(lineage, storage)
+    removed, restored = deploy.rollback(backend, name, target, reason or "manual rollback")
+    typer.echo(f"{name}@{target}: rolled back from v{removed['version']} to v{restored['version']}")
+
+
+@app.command()
+def history(
+    lineage: str = typer.Argument(..., help="Lineage (the study spec's name) or its spec."),
+    storage: str | None = typer.Option(None, help="Optuna storage URL."),
+) -> None:
+    """The lineage's changelog: cycles, promotions, rollbacks, regressions, and what is deployed now."""
+    from rich.table import Table
+
+    from autotune.lineage import Lineage
+    from autotune.plan import Plan
+    from autotune.progress import console
+
+    name, backend, _ = _lineage_storage(lineage, storage)
+    record = Lineage(backend, name, create=False)
+    table = Table(title=f"history of {name}")
+    for header in ("when", "event", "who", "details"):
+        table.add_column(header)
+    for event in record.history():
+        details = {k: v for k, v in event.items() if k not in ("event", "when", "who", "record")}
+        if "record" in event:
+            details["deltas"] = _delta_text(event["record"]["deltas"])
+            details["plan"] = Plan.from_dict(event["record"]["plan"]).counts()
+        table.add_row(event["when"], event["event"], event["who"], ", ".join(f"{k}={v}" for k, v in details.items() if v not in ("", None, {}, [])))
+    console.print(table, soft_wrap=False)
+    for target in record.targets():
+        current = record.current(target)
+        metrics = current["metrics"]
+        console.print(
+            f"deployed on {target}: v{current['version']} (cycle c{current['cycle']} trial {current['trial']}, "
+            f"{current['when']} by {current['who']}): drop {metrics['drop_pts']:.2f} pts, "
+            f"p50 {metrics['latency_p50_ms']:.3f} ms, {metrics['size_mb']:.2f} MB"
+        )
+
+
+@app.command("export")
+def export_command(
+    lineage: str = typer.Argument(..., help="Lineage (the study spec's name) or its spec."),
+    directory: str = typer.Argument(..., help="Where to write the artifact, recipe.json and deployment.json."),
+    target: str = typer.Option(..., help="Hardware target."),
+    storage: str | None = typer.Option(None, help="Optuna storage URL."),
+) -> None:
+    """Write the deployed artifact of a target with its recipe (plan, tool versions, seeds, metrics)."""
+    from pathlib import Path
+
+    from autotune import deploy
+
+    name, backend, artifacts = _lineage_storage(lineage, storage)
+    record = deploy.export(backend, artifacts, name, target, Path(directory))
+    typer.echo(f"{name}@{target} v{record['version']} written to {directory}: {sorted(record['artifact_ids'])} + deployment.json")
+
+
+@app.command()
+def recipes(storage: str | None = typer.Option(None, help="Optuna storage URL.")) -> None:
+    """Every promoted plan across lineages, with its metrics: proven configurations to reuse."""
+    from rich.table import Table
+
+    from autotune import deploy
+    from autotune.paths import default_storage_url
+    from autotune.progress import console
+    from autotune.studies import storage_for
+
+    table = Table(title="promoted recipes")
+    for header in ("recipe", "deployed", "cycle", "plan", "drop pts", "p50 ms", "MB", "$/M req", "when"):
+        table.add_column(header)
+    for found in deploy.recipes(storage_for(storage or default_storage_url())):
+        m = found["metrics"]
+        cost = m.get("cost_per_million")
+        table.add_row(
+            found["recipe"],
+            "yes" if found["deployed"] else "",
+            f"c{found['cycle']}",
+            found["plan_counts"],
+            f"{m['drop_pts']:.2f}",
+            f"{m['latency_p50_ms']:.3f}",
+            f"{m['size_mb']:.2f}",
+            "" if cost is None else f"{cost:.4f}",
+            found["when"],
+        )
+    console.print(table, soft_wrap=False)
+
+
+def _delta_text(deltas: dict) -> str:
+    if not deltas:
+        return "no earlier version"
+    return "vs previous: " + ", ".join(f"{k} {v:+.3g}" for k, v in deltas.items())
 
 
 @app.command()
@@ -131,20 +239,32 @@ def front(
     from autotune.errors import AutotuneError
     from autotune.evaluate import measured_study_name
     from autotune.progress import console
-    from autotune.report import front_table
+    from autotune.report import front_table, replay_table
     from autotune.studies import find_study_names, storage_for
 
     name, url = _storage_url(study, storage)
     backend = storage_for(url)
     prefix = measured_study_name(name, "")
     names = [n for n in find_study_names(backend) if n.startswith(prefix)]
+    if not names and f"{name}/lineage" in find_study_names(backend):  # a lineage: its latest cycle
+        from autotune.lineage import Lineage
+
+        latest = Lineage(backend, name).latest_cycle()
+        if latest is not None:
+            name = f"{name}/c{latest['cycle']}"
+            prefix = measured_study_name(name, "")
+            names = [n for n in find_study_names(backend) if n.startswith(prefix)]
     if not names:
         raise AutotuneError(f"no measured study for {name!r} in {url}; run `autotune run {study}` first")
     for measured in names:
         loaded = optuna.load_study(study_name=measured, storage=backend)
         typer.echo("")
         console.print(front_table(loaded), soft_wrap=False)
-    proxy = optuna.load_study(study_name=name, storage=backend) if name in find_study_names(backend) else None
+        ab = replay_table(loaded)
+        if ab is not None:
+            console.print(ab, soft_wrap=False)
+    proxy_name = f"{name}/proxy" if f"{name}/proxy" in find_study_names(backend) else name
+    proxy = optuna.load_study(study_name=proxy_name, storage=backend) if proxy_name in find_study_names(backend) else None
     if proxy is not None and proxy.user_attrs.get("stage1_vs_stage2_spearman") is not None:
         console.print(f"search-vs-rescore Spearman: {proxy.user_attrs['stage1_vs_stage2_spearman']:+.2f}")
 

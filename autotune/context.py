@@ -23,6 +23,12 @@ class StudyContext:
     workload: Workload
     space: SearchSpace
     recovery: Recovery
+    replay_fingerprint: str = ""  # the recorded traffic the study replays, if any (part of its identity)
+
+    def identity(self) -> dict[str, str]:
+        from autotune.identity import study_identity
+
+        return study_identity(self.spec, self.workload, self.replay_fingerprint)
 
     @property
     def layers(self) -> ModelLayers:
@@ -56,13 +62,13 @@ def resolve_device(name: str) -> str:
     return name
 
 
-def prepare(spec: StudySpec) -> StudyContext:
+def prepare(spec: StudySpec, workload: Workload | None = None) -> StudyContext:
     """Load the workload, analyse its model (layers, pruning groups) and resolve the search space against
     it and the study's targets.
 
     Raises a one-line AutotuneError for every problem the spec can have, before any study is created.
     """
-    workload = load_workload(spec.workload)
+    workload = workload if workload is not None else load_workload(spec.workload)
     _check_gates_fit(spec, workload)
     r = spec.recovery
     config = RecoveryConfig(

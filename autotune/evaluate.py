@@ -18,7 +18,7 @@ from pathlib import Path
 import numpy as np
 import optuna
 import torch
-from optuna.artifacts import FileSystemArtifactStore, upload_artifact
+from optuna.artifacts import FileSystemArtifactStore, download_artifact, upload_artifact
 from optuna.trial import TrialState
 from scipy.stats import spearmanr
 
@@ -65,6 +65,7 @@ class Evaluator:
         self.layer_names = list(context.layer_kinds)
         self.metrics = measured_metrics(context.workload.metric_name)
         self._fp32_outputs = None
+        self.replay = None  # a replay.ReplaySet comparing each build with FP32 and the deployed version
 
     def run(self, candidates: list[Candidate]) -> dict[str, optuna.Study]:
         studies = {}
@@ -82,7 +83,7 @@ class Evaluator:
         study = open_study(self.storage, measured_study_name(spec.name, hardware.name), self.metrics)
         study.set_user_attr("kind", "measured")
         study.set_user_attr("metric_name", self.context.workload.metric_name)
-        study.set_user_attr("proxy_study", spec.name)
+        study.set_user_attr("proxy_study", spec.proxy_study)
         study.set_user_attr("target", hardware.name)
         study.set_user_attr("throughput_batch", hardware.throughput_batch)
         study.set_user_attr("threads", hardware.threads)
@@ -90,10 +91,12 @@ class Evaluator:
         study.set_user_attr("price_per_hour", hardware.price_per_hour)
         study.set_user_attr("latency_slo_p95_ms", hardware.latency_slo_p95_ms)
         fail_interrupted_trials(study)
-        done = {
-            t.user_attrs.get("plan_digest") for t in study.get_trials(deepcopy=False, states=(TrialState.COMPLETE,))
-        }
-        todo = [c for c in candidates if c.plan.digest() not in done]
+        done = {trial_key(t) for t in study.get_trials(deepcopy=False, states=(TrialState.COMPLETE,))}
+        todo = [
+            c
+            for c in candidates
+            if c.key not in done and (c.deployment is None or c.deployment["target"] == hardware.name)
+        ]
         with progress_bar() as progress:
             task = progress.add_task(f"full evaluation on {hardware.name}", total=len(todo))
             for candidate in todo:
@@ -139,6 +142,7 @@ class Evaluator:
         study.enqueue_trial(measured_params(plan, self.layer_names))
         trial = study.ask(fixed_distributions=measured_distributions(self.layer_names))
         trial.set_user_attr("role", candidate.role)
+        trial.set_user_attr("key", candidate.key)
         trial.set_user_attr("plan", plan.to_dict())
         trial.set_user_attr("plan_digest", plan.digest())
         trial.set_user_attr("plan_summary", plan.describe())
@@ -147,17 +151,23 @@ class Evaluator:
         for stage, scores in (("stage1", candidate.stage1), ("stage2", candidate.stage2)):
             for name, value in scores.items():
                 trial.set_user_attr(f"{stage}.{name}", value)
+        if candidate.deployment is not None:
+            trial.set_user_attr("deployed_version", candidate.deployment["version"])
         try:
             timings = {}
-            started = time.perf_counter()
-            model = self.context.recovery.recovered(plan, spec.recovery.full_steps)
-            timings["recovery_s"] = time.perf_counter() - started
             builds = workspace() / "builds"
             builds.mkdir(parents=True, exist_ok=True)
             with tempfile.TemporaryDirectory(dir=builds) as folder:
                 started = time.perf_counter()
-                artifact = target.build(model, plan, self.context.build_context(), Path(folder))
-                timings["build_s"] = time.perf_counter() - started
+                if candidate.deployment is not None:
+                    artifact = self.deployed_artifact(candidate, target, Path(folder))
+                    timings["download_s"] = time.perf_counter() - started
+                else:
+                    model = self.context.recovery.recovered(plan, spec.recovery.full_steps)
+                    timings["recovery_s"] = time.perf_counter() - started
+                    started = time.perf_counter()
+                    artifact = target.build(model, plan, self.context.build_context(), Path(folder))
+                    timings["build_s"] = time.perf_counter() - started
                 started = time.perf_counter()
                 outputs = target.predict(artifact, workload.validation.inputs)
                 accuracy = self.score(target, outputs)
@@ -180,10 +190,21 @@ class Evaluator:
                 recipe = self.recipe(target, candidate, artifact, accuracy, measurement)
                 if temperature is not None:
                     recipe["temperature"] = temperature  # divide the logits by it to serve calibrated scores
-                (Path(folder) / "plan.json").write_text(json.dumps(plan.to_dict(), indent=2))
-                (Path(folder) / "recipe.json").write_text(json.dumps(recipe, indent=2, default=str))
-                for path in (*artifact.files, Path(folder) / "plan.json", Path(folder) / "recipe.json"):
-                    upload_artifact(artifact_store=self.artifact_store, file_path=str(path), study_or_trial=trial)
+                if self.replay is not None:
+                    started = time.perf_counter()
+                    trial.set_user_attr("replay", self.replay.compare(target, artifact, candidate))
+                    timings["replay_s"] = time.perf_counter() - started
+                if candidate.deployment is None:  # a deployed artifact is already in the store
+                    (Path(folder) / "plan.json").write_text(json.dumps(plan.to_dict(), indent=2))
+                    (Path(folder) / "recipe.json").write_text(json.dumps(recipe, indent=2, default=str))
+                    ids = {}
+                    for path in (*artifact.files, Path(folder) / "plan.json", Path(folder) / "recipe.json"):
+                        ids[path.name] = upload_artifact(
+                            artifact_store=self.artifact_store, file_path=str(path), study_or_trial=trial
+                        )
+                    trial.set_user_attr("artifact_ids", ids)
+                else:
+                    trial.set_user_attr("artifact_ids", candidate.deployment["artifact_ids"])
             trial.set_user_attr(workload.metric_name, accuracy)
             trial.set_user_attr("measurement", measurement.to_dict())
             trial.set_user_attr("throughput_per_s", measurement.throughput_per_s)
@@ -200,6 +221,34 @@ class Evaluator:
                 raise
             raise AutotuneError(f"{type(exc).__name__}: {exc}") from exc
 
+    def deployed_artifact(self, candidate: Candidate, target: Target, folder: Path):
+        """The deployed version's files, fetched from the artifact store as they were built (not rebuilt)."""
+        from autotune.targets.base import Artifact
+
+        record = candidate.deployment
+        files = []
+        for filename, artifact_id in record["artifact_ids"].items():
+            if filename in ("plan.json", "recipe.json"):
+                continue
+            path = folder / filename
+            try:
+                download_artifact(artifact_store=self.artifact_store, artifact_id=artifact_id, file_path=str(path))
+            except Exception as exc:
+                raise AutotuneError(
+                    f"deployed v{record['version']} on {target.name!r}: artifact {filename} ({artifact_id}) cannot be "
+                    f"read from the artifact store: {exc}"
+                ) from exc
+            files.append(path)
+        return Artifact(
+            target.name,
+            folder,
+            tuple(files),
+            candidate.plan,
+            record.get("realised_precision", {}),
+            record.get("channels", {}),
+            self.context.workload.io,
+        )
+
     def check_gates(self, study, trial, target: Target, candidate: Candidate, artifact, outputs, measured) -> float | None:
         """Record per-class accuracy and ECE (classifiers) and the gates the candidate fails; a candidate failing
         only on calibration gets a temperature fitted on labelled recovery data, kept where it lowers the validation
@@ -211,7 +260,9 @@ class Evaluator:
         labels = self.context.workload.validation.labels_numpy()
         temperature = None
         if self.context.workload.is_classifier:
-            per_class, ece = class_accuracy(outputs, labels), expected_calibration_error(outputs, labels)
+            # A deployed artifact is served with the temperature stored beside it.
+            served = (candidate.deployment or {}).get("temperature") or 1.0
+            per_class, ece = class_accuracy(outputs, labels), expected_calibration_error(outputs, labels, served)
             trial.set_user_attr("class_accuracy", per_class)
             trial.set_user_attr("ece", ece)
             if candidate.role == "fp32":
@@ -279,12 +330,10 @@ class Evaluator:
         Latency: the target's latency proxy vs the measured latency of a throughput batch.
         """
         objective = self.context.spec.proxies.objectives[0]
-        trials = {
-            t.user_attrs["plan_digest"]: t for t in study.get_trials(deepcopy=False, states=(TrialState.COMPLETE,))
-        }
-        evaluated = [c for c in candidates if c.plan.digest() in trials]
+        trials = {trial_key(t): t for t in study.get_trials(deepcopy=False, states=(TrialState.COMPLETE,))}
+        evaluated = [c for c in candidates if c.key in trials and c.deployment is None]
         fidelity: dict = {"objective": objective, "points": len(evaluated)}
-        drops = [trials[c.plan.digest()].values[0] for c in evaluated]
+        drops = [trials[c.key].values[0] for c in evaluated]
         fidelity["stage1_vs_measured"] = _spearman([c.stage1.get(objective) for c in evaluated], drops)
         fidelity["stage2_vs_measured"] = _spearman([c.stage2.get(objective) for c in evaluated], drops)
         latency_proxy = next(
@@ -296,10 +345,15 @@ class Evaluator:
             None,
         )
         if latency_proxy:
-            measured = [trials[c.plan.digest()].user_attrs["measurement"]["batch_latency_ms"] for c in evaluated]
+            measured = [trials[c.key].user_attrs["measurement"]["batch_latency_ms"] for c in evaluated]
             fidelity["latency_proxy"] = latency_proxy
             fidelity["latency_vs_measured"] = _spearman([c.stage2[latency_proxy] for c in evaluated], measured)
         study.set_user_attr("fidelity", fidelity)
+
+
+def trial_key(trial) -> str:
+    """A measured trial's Candidate.key (trials recorded before keys existed carry only their plan digest)."""
+    return trial.user_attrs.get("key") or trial.user_attrs.get("plan_digest", "")
 
 
 def _spearman(a, b) -> float | None:

@@ -27,6 +27,14 @@ class Candidate:
     proxy_trial: int | None = None
     stage1: dict[str, float] = field(default_factory=dict)  # proxies after the search recovery
     stage2: dict[str, float] = field(default_factory=dict)  # proxies after the rescore recovery
+    deployment: dict | None = None  # role "deployed": the deployed version's record; its artifact is measured as is
+
+    @property
+    def key(self) -> str:
+        """What makes two evaluations the same: the plan, or for a deployed artifact, its version."""
+        if self.deployment is not None:
+            return f"deployed/{self.deployment['target']}/v{self.deployment['version']}"
+        return self.plan.digest()
 
 
 def pick_by_rank(values: np.ndarray, count: int) -> list[int]:

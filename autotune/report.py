@@ -180,3 +180,46 @@ def _gates(row: FrontRow) -> str:
 
 def _fmt(value: float | None) -> str:
     return "n/a" if value is None else f"{value:+.2f}"
+
+
+def replay_table(study: optuna.Study) -> Table | None:
+    """A/B on the recorded traffic, side by side: each build against FP32 and the deployed version (None when the
+    study replayed no traffic)."""
+    trials = [
+        t for t in study.get_trials(deepcopy=False, states=(TrialState.COMPLETE,)) if t.user_attrs.get("replay")
+    ]
+    if not trials:
+        return None
+    first = trials[0].user_attrs["replay"]
+    metric = study.user_attrs.get("metric_name", "metric")
+    table = Table(title=f"{study.study_name}: A/B on {first['requests']} recorded requests")
+    columns = ["#", "role", "agree FP32", "div FP32", "agree deployed", "div deployed"]
+    columns += [f"{metric} (labels)"] if "metric" in first else []
+    columns += ["p50 ms", "p95 ms", "p99 ms", "gates"]
+    for header in columns:
+        table.add_column(header, justify="left" if header in ("role", "gates") else "right")
+    order = {"deployed": 0, "fp32": 1, "int8": 2}
+    for trial in sorted(trials, key=lambda t: (order.get(t.user_attrs.get("role"), 3), t.number)):
+        replay = trial.user_attrs["replay"]
+        latency = replay["latency_ms"]
+        row = [
+            str(trial.number),
+            trial.user_attrs.get("role", ""),
+            _plain(replay.get("agreement_fp32")),
+            _plain(replay.get("divergence_fp32")),
+            _plain(replay.get("agreement_deployed")),
+            _plain(replay.get("divergence_deployed")),
+        ]
+        row += [_plain(replay.get("metric"))] if "metric" in first else []
+        row += [f"{latency['p50']:.3f}", f"{latency['p95']:.3f}", f"{latency['p99']:.3f}"]
+        row.append(",".join(failed_gates(trial.user_attrs.get("gate_failures") or [])) or "pass")
+        table.add_row(*row)
+    table.caption = (
+        f"agree = top-1 agreement, div = output divergence; latency of {latency['timed']} recorded requests answered "
+        "one by one in order (batch 1)"
+    )
+    return table
+
+
+def _plain(value: float | None) -> str:
+    return "n/a" if value is None else f"{value:.3f}"

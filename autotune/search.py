@@ -10,6 +10,7 @@ from optuna.trial import TrialState
 
 from autotune.context import StudyContext
 from autotune.errors import AutotuneError, ProxyError, SpecError
+from autotune.identity import layer_fingerprints
 from autotune.pareto import pareto_mask
 from autotune.progress import progress_bar
 from autotune.scoring import ProxyScorer
@@ -26,35 +27,53 @@ def make_sampler(name: str, seed: int, trials: int) -> optuna.samplers.BaseSampl
 def finished_trials(context: StudyContext, storage) -> int:
     """Finished trials of an existing proxy study (0 for a new one); refuses a study defined differently."""
     spec = context.spec
-    if spec.name not in find_study_names(storage):
+    if spec.proxy_study not in find_study_names(storage):
         return 0
-    existing = optuna.load_study(study_name=spec.name, storage=storage)
+    existing = optuna.load_study(study_name=spec.proxy_study, storage=storage)
     digest = existing.user_attrs.get("search_digest")
     if digest is not None and digest != spec.search_digest(context.workload.fingerprint):
         raise SpecError(
-            f"{spec.path}: study {spec.name!r} in {spec.storage} was created from a different workload, model, "
+            f"{spec.path}: study {spec.proxy_study!r} in {spec.storage} was created from a different workload, model, "
             "search space, proxy recipe, hardware target or search recovery; give the study a new name to start afresh"
         )
     return len(existing.get_trials(deepcopy=False, states=FINISHED))
 
 
-def run_search(context: StudyContext, scorer: ProxyScorer, storage, trials: int | None = None) -> optuna.Study:
-    """Run proxy trials until the spec's budget of finished trials is reached (resumes an existing study)."""
+def run_search(
+    context: StudyContext,
+    scorer: ProxyScorer,
+    storage,
+    trials: int | None = None,
+    seeds: list[tuple[dict, dict]] = (),
+    attrs: dict | None = None,
+) -> optuna.Study:
+    """Run proxy trials until the spec's budget of finished trials is reached (resumes an existing study).
+
+    `seeds` are (params, user attrs) of plans enqueued first in a new study (a warm start: re-evaluated here,
+    tagged with where they came from); they count against the budget. `attrs` are stored on the study.
+    """
     spec = context.spec
     budget = trials if trials is not None else spec.trials
     metric_names = list(scorer.objectives)
     finished_before = finished_trials(context, storage)
     sampler = make_sampler(spec.sampler, spec.seed + finished_before, budget)
-    study = open_study(storage, spec.name, metric_names, sampler)
+    study = open_study(storage, spec.proxy_study, metric_names, sampler)
     study.set_user_attr("search_digest", spec.search_digest(context.workload.fingerprint))
     study.set_user_attr("spec", str(spec.path))
     study.set_user_attr("kind", "proxy search")
     study.set_user_attr("workload", spec.workload)
     study.set_user_attr("search_recovery_steps", spec.recovery.search_steps)
+    study.set_user_attr("identity", context.identity())
+    study.set_user_attr("layers", context.layer_kinds)
+    study.set_user_attr("layer_weights", layer_fingerprints(context.recovery.teacher, context.layer_kinds))
+    for key, value in (attrs or {}).items():
+        study.set_user_attr(key, value)
     fail_interrupted_trials(study)
     finished = len(study.get_trials(states=FINISHED))
     remaining = max(0, budget - finished)
     if finished == 0:
+        for params, tags in seeds:
+            study.enqueue_trial(params, user_attrs=tags, skip_if_exists=True)
         # The uniform plans a person would try first (INT8 everywhere, uniform pruning) seed the search.
         for ratio in spec.anchors:
             plan = context.space.uniform_plan(8, ratio)
@@ -91,7 +110,7 @@ def run_search(context: StudyContext, scorer: ProxyScorer, storage, trials: int 
     if not completed:
         failed = study.get_trials(states=(TrialState.FAIL,))
         reason = failed[-1].user_attrs.get("fail_reason", "unknown") if failed else "no trials ran"
-        raise AutotuneError(f"study {spec.name!r}: no proxy trial completed ({len(failed)} failed; last: {reason})")
+        raise AutotuneError(f"study {spec.proxy_study!r}: no proxy trial completed ({len(failed)} failed; last: {reason})")
     return study
 
 

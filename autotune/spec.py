@@ -12,10 +12,20 @@ import hashlib
 import json
 import math
 import tomllib
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
+from autotune.cycle_spec import (
+    Policy,
+    Replay,
+    WarmStart,
+    Watch,
+    load_policy,
+    load_replay,
+    load_warm_start,
+    load_watch,
+)
 from autotune.errors import SpecError
 from autotune.gates import Gates, load_gates
 from autotune.paths import PACKAGE_ROOT, default_storage_url
@@ -366,6 +376,24 @@ class StudySpec:
     rescore: int
     recovery: RecoverySettings
     gates: Gates = Gates()  # acceptance bounds checked on the full evaluation (not part of the search's identity)
+    warm_start: WarmStart = WarmStart()
+    policy: Policy = Policy()
+    watch: Watch = Watch()
+    replay: Replay = Replay()
+    cycle: int | None = None  # set when the study is one cycle of a lineage (`autotune cycle`)
+
+    @property
+    def lineage(self) -> str:
+        """The spec's own name: every cycle of it belongs to this lineage."""
+        return self.name.rsplit("/", 1)[0] if self.cycle is not None else self.name
+
+    @property
+    def proxy_study(self) -> str:
+        """The proxy search's study: `<name>` for a plain run, `<lineage>/c<N>/proxy` for a cycle."""
+        return f"{self.name}/proxy" if self.cycle is not None else self.name
+
+    def for_cycle(self, cycle: int) -> StudySpec:
+        return replace(self, name=f"{self.name}/c{cycle}", cycle=cycle)
 
     def search_digest(self, model_fingerprint: str = "") -> str:
         """Identity of what defines the proxy study's trials; a resumed study must match it."""
@@ -436,7 +464,13 @@ def load_study_spec(reference: str) -> StudySpec:
         raise r.error("search_batchnorm", f"{recovery.search_batchnorm!r}: expected one of {list(SEARCH_BATCHNORM)}")
     r.reject_unknown()
     gates = load_gates(root.sub("gates"))
+    warm_start = load_warm_start(root.sub("warm_start"))
+    policy = load_policy(root.sub("policy"))
+    watch = load_watch(root.sub("watch"), path.parent)
+    replay = load_replay(root.sub("replay"), path.parent)
     root.reject_unknown()
+    if "/" in name:
+        raise root.error("name", f"{name!r}: '/' separates a lineage from its cycles and stages; use '-'")
     if not target_refs:
         raise root.error("targets", "empty: a study needs at least one hardware target")
 
@@ -462,4 +496,8 @@ def load_study_spec(reference: str) -> StudySpec:
         rescore=rescore,
         recovery=recovery,
         gates=gates,
+        warm_start=warm_start,
+        policy=policy,
+        watch=watch,
+        replay=replay,
     )

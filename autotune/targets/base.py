@@ -103,6 +103,10 @@ class Target:
         """The selected output of the whole input set, as numpy."""
         raise NotImplementedError
 
+    def server(self, artifact: Artifact):
+        """A callable answering one request (any inputs) the way a server would: loaded and set up once."""
+        return lambda inputs: self.predict(artifact, inputs)
+
     def runner(self, artifact: Artifact, batch: Inputs):
         """A zero-argument callable that runs the artifact once on `batch` (set-up done beforehand)."""
         raise NotImplementedError

@@ -159,6 +159,10 @@ class OnnxRuntimeTarget(Target):
         outputs = [session.run(None, artifact.io.feed(part))[0] for part in iter_batches(inputs, batch_size)]
         return np.concatenate(outputs)
 
+    def server(self, artifact: Artifact):
+        session = self._session(artifact.files[0])
+        return lambda inputs: session.run(None, artifact.io.feed(inputs))[0]
+
     def runner(self, artifact: Artifact, batch: Inputs):
         session = self._session(artifact.files[0])
         feed = artifact.io.feed(batch)

@@ -213,6 +213,15 @@ class OpenVINOTarget(Target):
             outputs.append(request.get_output_tensor(0).data.copy())
         return np.concatenate(outputs)
 
+    def server(self, artifact: Artifact):
+        request = self._compile(artifact.files[0]).create_infer_request()
+
+        def answer(inputs: Inputs) -> np.ndarray:
+            request.infer(artifact.io.feed(inputs))
+            return request.get_output_tensor(0).data.copy()
+
+        return answer
+
     def runner(self, artifact: Artifact, batch: Inputs):
         feed = artifact.io.feed(batch)
         request = self._compile(artifact.files[0], batch).create_infer_request()

@@ -138,6 +138,15 @@ class TorchaoTarget(Target):
             ]
         return torch.cat(outputs).numpy()
 
+    def server(self, artifact: Artifact):
+        model = self._load(artifact)
+
+        def answer(inputs: Inputs) -> np.ndarray:
+            with torch.no_grad():
+                return artifact.io.run(model, self._to_device(inputs)).float().cpu().numpy()
+
+        return answer
+
     def runner(self, artifact: Artifact, batch: Inputs):
         model = self._load(artifact)
         data = self._to_device(batch)

@@ -112,6 +112,46 @@ class Workload:
         return (reference - value) * 100 if self.higher_is_better else (value - reference) * 100
 
 
+def file_sha256(path) -> str:
+    digest = hashlib.sha256()
+    with open(path, "rb") as handle:
+        for block in iter(lambda: handle.read(1 << 20), b""):
+            digest.update(block)
+    return digest.hexdigest()
+
+
+def with_checkpoint(workload: Workload, path) -> Workload:
+    """The workload with its model's weights loaded from a checkpoint: a state dict saved by `torch.save` (or a
+    dict holding one under `state_dict`). The checkpoint's sha256 becomes the model fingerprint."""
+    from pathlib import Path
+
+    path = Path(path)
+    if not path.is_file():
+        raise WorkloadError(f"{path}: no such checkpoint file")
+    try:
+        state = torch.load(path, map_location="cpu", weights_only=True)
+    except Exception as exc:
+        raise WorkloadError(f"{path}: cannot load as a state dict: {type(exc).__name__}: {exc}") from exc
+    if isinstance(state, dict) and isinstance(state.get("state_dict"), dict):
+        state = state["state_dict"]
+    if not isinstance(state, dict) or not all(isinstance(v, torch.Tensor) for v in state.values()):
+        raise WorkloadError(f"{path}: not a state dict (a mapping of parameter names to tensors)")
+    factory = workload.model_factory
+
+    def model_factory() -> nn.Module:
+        model = factory()
+        model.load_state_dict(state)
+        return model.eval()
+
+    try:
+        workload.fp32_model().load_state_dict(state)
+    except RuntimeError as exc:
+        raise WorkloadError(
+            f"{path}: does not fit workload {workload.name!r}'s model: {' '.join(str(exc).split())[:400]}"
+        ) from exc
+    return dataclasses.replace(workload, model_factory=model_factory, fingerprint=file_sha256(path))
+
+
 def top1_accuracy(outputs: np.ndarray, labels: np.ndarray) -> float:
     return float((np.asarray(outputs).argmax(axis=1) == np.asarray(labels)).mean())
 

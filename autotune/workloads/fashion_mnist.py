@@ -201,3 +201,59 @@ def fashion_cnn() -> Workload:
 def fashion_cnn_tiny() -> Workload:
     """A seconds-to-train variant for tests: width 16, 8k training images, 2k validation images."""
     return _build(TrainingRecipe(width=16, hidden=32, epochs=1, train_images=8000), "fashion-cnn-tiny", 2000, 128)
+
+
+REVISIONS = ("epoch", "shifted")
+
+
+def revise(workload: Workload, kind: str, out: Path, seed: int = 1, images: int | None = None) -> Path:
+    """A real model revision of a Fashion-MNIST workload, saved as a state dict (for `autotune cycle --model`).
+
+    `epoch`: one more training epoch on the training images (new shuffling seed, a lower learning rate).
+    `shifted`: fine-tuning on a shifted slice: the last 15k training images with their brightness and contrast
+    changed (a camera change), so the model drifts toward data unlike the validation set.
+    """
+    if kind not in REVISIONS:
+        raise WorkloadError(f"revision {kind!r}: expected one of {list(REVISIONS)}")
+    inputs, labels = load_split("train")
+    if kind == "shifted":
+        inputs, labels = inputs[-15000:] * 1.3 + 0.4, labels[-15000:]
+    if images is not None:
+        inputs, labels = inputs[:images], labels[:images]
+    torch.manual_seed(seed)
+    model = workload.fp32_model().train()
+    optimizer = torch.optim.AdamW(model.parameters(), lr=5e-4, weight_decay=1e-4)
+    generator = torch.Generator().manual_seed(seed)
+    order = torch.randperm(len(inputs), generator=generator)
+    with progress_bar() as progress:
+        task = progress.add_task(f"revising {workload.name} ({kind})", total=(len(inputs) + 127) // 128)
+        for start in range(0, len(inputs), 128):
+            batch = order[start : start + 128]
+            loss = F.cross_entropy(model(inputs[batch]), labels[batch])
+            optimizer.zero_grad(set_to_none=True)
+            loss.backward()
+            optimizer.step()
+            progress.update(task, advance=1)
+    out = Path(out)
+    out.parent.mkdir(parents=True, exist_ok=True)
+    partial = out.with_suffix(out.suffix + ".partial")
+    torch.save(model.eval().state_dict(), partial)
+    partial.replace(out)
+    return out
+
+
+def main() -> None:
+    """`python -m autotune.workloads.fashion_mnist revise WORKLOAD KIND OUT`: write a revised checkpoint."""
+    import sys
+
+    from autotune.workloads.base import load_workload
+
+    args = sys.argv[1:]
+    if len(args) != 4 or args[0] != "revise":
+        raise SystemExit("usage: python -m autotune.workloads.fashion_mnist revise fashion-cnn|fashion-cnn-tiny epoch|shifted OUT.pt")
+    path = revise(load_workload(args[1]), args[2], Path(args[3]))
+    print(f"wrote {path}")
+
+
+if __name__ == "__main__":
+    main()
