@@ -114,9 +114,9 @@ class Watcher:
             if self.spec.watch.model_dir:
                 return None  # waiting for the first checkpoint
             return "first cycle of the lineage", "", False
-        if latest.get("status") != "finished":
-            return None
         model = latest.get("model", "")
+        if latest.get("status") != "finished":  # stopped or killed mid-cycle: finish it first (refused while it runs)
+            return f"resume c{latest['cycle']} ({latest.get('status')})", model, False
         if self.spec.watch.drift_threshold is not None:
             fired = self._drift(latest, model)
             if fired:

@@ -1,0 +1,264 @@
+"""Continuous cycles on the tiny Fashion-MNIST model with real revisions between cycles: warm start, the deployed
+version measured beside the candidates, promotion policy, promote/rollback/history/export, A/B replay, and the watch
+service (new checkpoint, drift, SIGTERM)."""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+import optuna
+import pytest
+from conftest import autotune_cli
+from optuna.trial import TrialState
+
+LINEAGE = "tiny-cycles"
+
+SPEC = """
+name = "{name}"
+workload = "fashion-cnn-tiny"
+search_space = "cnn-mixed"
+proxies = "default"
+targets = ["cpu-onnxruntime"]
+storage = "sqlite:///{storage}"
+
+[search]
+trials = 7
+anchors = [0.0, 0.5]
+
+[promotion]
+candidates = 3
+rescore = 4
+
+[recovery]
+rescore_steps = 3
+full_steps = 5
+batch_size = 64
+
+[gates]
+max_drop_pts = 4.0
+max_class_drop_pts = 8.0
+
+[policy]
+auto_promote = true
+objective = "latency_p50_ms"
+alert = "cat > {alert}"
+
+[watch]
+model_dir = "models"
+poll_seconds = 0.3
+drift_threshold = 0.2
+
+[replay]
+inputs = "traffic.npz"
+latency_requests = 20
+"""
+
+
+def storage_url(folder: Path) -> str:
+    return f"sqlite:///{folder / 'db.sqlite'}"
+
+
+def write_traffic(path: Path, transform=lambda x: x) -> None:
+    from autotune.workloads.fashion_mnist import load_split
+
+    images, labels = load_split("t10k")
+    np.savez(path, inputs=transform(images[-300:].numpy()), labels=labels[-300:].numpy())
+
+
+@pytest.fixture(scope="module")
+def lineage_dir(tmp_path_factory, tiny_workload) -> Path:
+    """A lineage whose first cycle ran (cold) on the tiny model, with recorded traffic and a models folder."""
+    folder = tmp_path_factory.mktemp("lineage")
+    (folder / "models").mkdir()
+    (folder / "spec.toml").write_text(
+        SPEC.format(name=LINEAGE, storage=folder / "db.sqlite", alert=folder / "alert.json")
+    )
+    write_traffic(folder / "traffic.npz")
+    done = autotune_cli("cycle", "spec.toml", cwd=folder)
+    assert done.returncode == 0, done.stderr[-2000:]
+    assert "cold start" in done.stdout + done.stderr
+    return folder
+
+
+def revision(tiny_workload, folder: Path, name: str, seed: int) -> Path:
+    """A real revision: training the tiny model further on 2,000 images."""
+    from autotune.workloads.fashion_mnist import revise
+
+    return revise(tiny_workload, "epoch", folder / name, seed=seed, images=2000)
+
+
+def lineage_attrs(folder: Path) -> dict:
+    return optuna.load_study(study_name=f"{LINEAGE}/lineage", storage=storage_url(folder)).user_attrs
+
+
+def measured(folder: Path, cycle: int) -> optuna.Study:
+    return optuna.load_study(study_name=f"{LINEAGE}/c{cycle}/full/cpu-onnxruntime", storage=storage_url(folder))
+
+
+def test_first_cycle_promotes_the_best_gate_passing_candidate_and_records_it_in_the_storage(lineage_dir):
+    attrs = lineage_attrs(lineage_dir)
+    assert [c["cycle"] for c in attrs["cycles"]] == [1]
+    assert attrs["cycles"][0]["status"] == "finished"
+    deployed = attrs["deployed/cpu-onnxruntime"]
+    assert len(deployed) == 1 and deployed[0]["version"] == 1 and deployed[0]["auto"]
+    trial = measured(lineage_dir, 1).trials[deployed[0]["trial"]]
+    assert not trial.user_attrs["gate_failures"]
+    assert deployed[0]["metrics"]["latency_p50_ms"] == pytest.approx(trial.values[1])
+    assert set(deployed[0]["artifact_ids"]) == {"model.onnx", "plan.json", "recipe.json"}
+
+
+def test_second_cycle_on_a_revised_model_warm_starts_and_measures_the_deployed_version(lineage_dir, tiny_workload):
+    checkpoint = revision(tiny_workload, lineage_dir / "revisions", "rev1.pt", seed=1)
+    done = autotune_cli("cycle", "spec.toml", "--model", str(checkpoint), cwd=lineage_dir)
+    assert done.returncode in (0, 3), done.stderr[-2000:]
+    printed = done.stdout + done.stderr
+    assert "warm start from tiny-cycles/c1" in printed
+    cycles = lineage_attrs(lineage_dir)["cycles"]
+    assert [c["cycle"] for c in cycles] == [1, 2]
+    assert cycles[1]["identity"]["model"] != cycles[0]["identity"]["model"]
+    assert cycles[1]["warm_start"]["by_kind"]["deployed"] == 1
+
+    storage = storage_url(lineage_dir)
+    old = optuna.load_study(study_name=f"{LINEAGE}/c1/proxy", storage=storage)
+    new = optuna.load_study(study_name=f"{LINEAGE}/c2/proxy", storage=storage)
+    seeded = [t for t in new.trials if "warm_start_source" in t.user_attrs]
+    assert seeded and [t.number for t in seeded] == list(range(len(seeded)))  # the seeds ran first
+    assert {t.user_attrs["warm_start_kind"] for t in seeded} >= {"deployed", "proxy front"}
+    # Re-evaluated on the new model, never copied: the same plan scores differently.
+    old_by_params = {json.dumps(t.params, sort_keys=True): t for t in old.trials if t.state == TrialState.COMPLETE}
+    same = [(t, old_by_params[json.dumps(t.params, sort_keys=True)]) for t in seeded if json.dumps(t.params, sort_keys=True) in old_by_params]
+    assert same and all(t.values[0] != o.values[0] for t, o in same)
+
+    study = measured(lineage_dir, 2)
+    deployed = [t for t in study.trials if t.user_attrs.get("role") == "deployed"]
+    assert len(deployed) == 1 and deployed[0].user_attrs["deployed_version"] == 1
+    candidates = [t for t in study.trials if t.user_attrs.get("role") == "candidate" and t.state == TrialState.COMPLETE]
+    assert candidates and all("agreement_deployed" in t.user_attrs["replay"] for t in candidates)
+    assert all(0.0 <= t.user_attrs["replay"]["agreement_fp32"] <= 1.0 for t in candidates)
+    assert "A/B on 300 recorded requests" in printed
+
+    again = autotune_cli("cycle", "spec.toml", "--model", str(checkpoint), cwd=lineage_dir)
+    assert again.returncode == 0 and "already ran on this model and data" in again.stdout + again.stderr
+    assert len(lineage_attrs(lineage_dir)["cycles"]) == 2
+
+
+def test_promote_rollback_history_export_round_trip(lineage_dir, tmp_path):
+    study = measured(lineage_dir, 1)
+    complete = [t for t in study.trials if t.state == TrialState.COMPLETE and t.user_attrs["role"] != "deployed"]
+    failing = [t for t in complete if t.user_attrs["gate_failures"]]
+    passing = [t for t in complete if not t.user_attrs["gate_failures"]]
+    assert failing, "the 50%-pruned anchor with 5 recovery steps should break the per-class bound"
+    refused = autotune_cli("promote", "spec.toml", f"c1:{failing[0].number}", "--target", "cpu-onnxruntime", cwd=lineage_dir)
+    assert refused.returncode == 2 and "fails its gates" in refused.stderr and "class" in refused.stderr
+
+    before = lineage_attrs(lineage_dir)["deployed/cpu-onnxruntime"]
+    done = autotune_cli(
+        "promote", "spec.toml", f"c1:{passing[0].number}", "--target", "cpu-onnxruntime", "--why", "smaller", cwd=lineage_dir
+    )
+    assert done.returncode == 0, done.stderr
+    after = lineage_attrs(lineage_dir)["deployed/cpu-onnxruntime"]
+    assert len(after) == len(before) + 1
+    record = after[-1]
+    assert record["version"] == max(r["version"] for r in before) + 1 and record["why"] == "smaller"
+    assert record["replaces"] == before[-1]["version"] and "latency_p50_ms" in record["deltas"]
+
+    exported = autotune_cli("export", "spec.toml", str(tmp_path / "out"), "--target", "cpu-onnxruntime", cwd=lineage_dir)
+    assert exported.returncode == 0, exported.stderr
+    recipe = json.loads((tmp_path / "out" / "recipe.json").read_text())
+    assert recipe["plan"] == record["plan"] and "onnxruntime" in recipe["versions"]
+    assert json.loads((tmp_path / "out" / "deployment.json").read_text())["version"] == record["version"]
+    assert (tmp_path / "out" / "model.onnx").stat().st_size > 1000
+
+    back = autotune_cli("rollback", "spec.toml", "--target", "cpu-onnxruntime", "--why", "test", cwd=lineage_dir)
+    assert back.returncode == 0, back.stderr
+    assert lineage_attrs(lineage_dir)["deployed/cpu-onnxruntime"] == before
+
+    history = autotune_cli("history", LINEAGE, "--storage", storage_url(lineage_dir), cwd=lineage_dir)
+    assert history.returncode == 0
+    events = [e["event"] for e in lineage_attrs(lineage_dir)["history"]]
+    assert events[-2:] == ["promote", "rollback"] and "cycle finished" in events
+    shown = history.stdout + history.stderr
+    assert "rollback" in shown and f"deployed on cpu-onnxruntime: v{before[-1]['version']}" in shown
+
+    listed = autotune_cli("recipes", "--storage", storage_url(lineage_dir), cwd=lineage_dir)
+    assert listed.returncode == 0 and f"{LINEAGE}@cpu-onnxruntime#v{record['version']}" in listed.stdout + listed.stderr
+
+
+def _wait_for(process, lines: list[str], text: str, timeout: float) -> None:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        line = process.stdout.readline()
+        if line:
+            lines.append(line)
+            if text in line:
+                return
+        elif process.poll() is not None:
+            break
+    raise AssertionError(f"no {text!r} within {timeout:.0f} s; watch printed:\n{''.join(lines)[-3000:]}")
+
+
+def _start_watch(folder: Path) -> subprocess.Popen:
+    executable = shutil.which("autotune", path=os.path.dirname(sys.executable)) or "autotune"
+    return subprocess.Popen(
+        [executable, "watch", "spec.toml"],
+        cwd=folder,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        text=True,
+        env={**os.environ, "COLUMNS": "200"},
+    )
+
+
+def test_watch_fires_on_a_new_checkpoint_and_on_drift_and_stops_on_sigterm(lineage_dir, tiny_workload):
+    cycles_before = len(lineage_attrs(lineage_dir)["cycles"])
+    process = _start_watch(lineage_dir)
+    lines: list[str] = []
+    try:
+        _wait_for(process, lines, "polling every", 60)
+        revision(tiny_workload, lineage_dir / "models", "rev2.pt", seed=2)
+        _wait_for(process, lines, "trigger: new checkpoint rev2.pt", 60)
+        _wait_for(process, lines, "done", 300)
+        cycles = lineage_attrs(lineage_dir)["cycles"]
+        assert len(cycles) == cycles_before + 1 and cycles[-1]["status"] == "finished"
+        assert cycles[-1]["trigger"] == "new checkpoint rev2.pt"
+
+        # Traffic turns into inverted images: the model's predicted classes shift, PSI far above 0.2.
+        write_traffic(lineage_dir / "traffic.npz", lambda x: -x)
+        _wait_for(process, lines, "trigger: drift: PSI", 120)
+        time.sleep(3)  # inside the drift cycle
+        process.send_signal(signal.SIGTERM)
+        _wait_for(process, lines, "stopped", 60)
+        assert process.wait(timeout=60) == 0
+    finally:
+        if process.poll() is None:
+            process.kill()
+    latest = lineage_attrs(lineage_dir)["cycles"][-1]
+    assert latest["trigger"].startswith("drift: PSI") and latest["status"] == "interrupted"
+    names = {s.study_name for s in optuna.get_all_study_summaries(storage_url(lineage_dir), include_best_trial=False)}
+    assert f"{LINEAGE}/running" not in names  # the lock was released
+
+
+def test_an_idle_watch_stops_at_once_on_sigterm(tmp_path):
+    (tmp_path / "models").mkdir()
+    (tmp_path / "spec.toml").write_text(
+        SPEC.format(name="idle-watch", storage=tmp_path / "db.sqlite", alert=tmp_path / "alert.json")
+    )
+    process = _start_watch(tmp_path)
+    lines: list[str] = []
+    try:
+        _wait_for(process, lines, "polling every", 60)
+        time.sleep(1)
+        process.send_signal(signal.SIGTERM)
+        assert process.wait(timeout=20) == 0
+    finally:
+        if process.poll() is None:
+            process.kill()
+    assert "stopped" in process.stdout.read() + "".join(lines)
