@@ -174,6 +174,8 @@ def warm_start_plan(storage, lineage: Lineage, context, number: int, source: str
             plans_from(storage, resolved, context, spec.warm_start.proxy_plans, warm)
     if warm.seeds:
         differs = f"; the source differs in {', '.join(warm.differs)}" if warm.differs else ""
+        if warm.source:
+            differs += f"; {len(warm.unchanged_layers)} of {len(context.layer_kinds)} layers have unchanged weights"
         console.print(
             f"warm start{' from ' + warm.source if warm.source else ''}: {len(warm.seeds)} plans enqueued "
             f"({', '.join(f'{n} {k}' for k, n in warm.counts.items())}), each re-evaluated here{differs}"

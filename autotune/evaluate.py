@@ -65,7 +65,8 @@ class Evaluator:
         self.layer_names = list(context.layer_kinds)
         self.metrics = measured_metrics(context.workload.metric_name)
         self._fp32_outputs = None
-        self.replay = None  # a replay.ReplaySet comparing each build with FP32 and the deployed version
+        self.replay = None  # a replay.ReplayComparison: each build against FP32 and the deployed version
+        self.identity = context.identity()
 
     def run(self, candidates: list[Candidate]) -> dict[str, optuna.Study]:
         studies = {}
@@ -90,6 +91,7 @@ class Evaluator:
         study.set_user_attr("instance", hardware.instance)
         study.set_user_attr("price_per_hour", hardware.price_per_hour)
         study.set_user_attr("latency_slo_p95_ms", hardware.latency_slo_p95_ms)
+        study.set_user_attr("identity", self.identity)
         fail_interrupted_trials(study)
         done = {trial_key(t) for t in study.get_trials(deepcopy=False, states=(TrialState.COMPLETE,))}
         todo = [

@@ -16,7 +16,7 @@ from optuna.trial import TrialState
 
 from autotune.context import StudyContext
 from autotune.errors import AutotuneError
-from autotune.identity import differing_fields, layer_differences
+from autotune.identity import differing_fields, layer_differences, layer_fingerprints
 from autotune.lineage import RECORD_SUFFIX, Lineage
 from autotune.pareto import pareto_mask
 from autotune.plan import Plan
@@ -32,6 +32,7 @@ class WarmStartPlan:
     seeds: list[tuple[dict, dict]] = field(default_factory=list)
     counts: dict[str, int] = field(default_factory=dict)
     differs: list[str] = field(default_factory=list)  # identity fields the source was computed with differently
+    unchanged_layers: list[str] = field(default_factory=list)  # layers whose weights the revision left as they were
 
     def add(self, context: StudyContext, plan: Plan, kind: str, origin: str) -> None:
         params = context.space.params_for(plan)
@@ -41,7 +42,13 @@ class WarmStartPlan:
         self.counts[kind] = self.counts.get(kind, 0) + 1
 
     def summary(self) -> dict:
-        return {"source": self.source, "enqueued": len(self.seeds), "by_kind": self.counts, "differs": self.differs}
+        return {
+            "source": self.source,
+            "enqueued": len(self.seeds),
+            "by_kind": self.counts,
+            "differs": self.differs,
+            "unchanged_layers": self.unchanged_layers,
+        }
 
 
 @dataclass(frozen=True)
@@ -97,6 +104,9 @@ def plans_from(storage, source: Source, context: StudyContext, proxy_plans: int,
     identity = proxy.user_attrs.get("identity")
     if identity:
         into.differs = differing_fields(identity, context.identity())
+    before = proxy.user_attrs.get("layer_weights", {})
+    now = layer_fingerprints(context.recovery.teacher, context.layer_kinds)
+    into.unchanged_layers = sorted(name for name, digest in now.items() if before.get(name) == digest)
     for name in sorted(n for n in find_study_names(storage) if n.startswith(source.measured_prefix)):
         measured = optuna.load_study(study_name=name, storage=storage)
         passing = [

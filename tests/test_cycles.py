@@ -262,3 +262,123 @@ def test_an_idle_watch_stops_at_once_on_sigterm(tmp_path):
         if process.poll() is None:
             process.kill()
     assert "stopped" in process.stdout.read() + "".join(lines)
+
+
+def test_a_warm_start_source_with_other_layers_is_refused_naming_them(tiny_context):
+    from autotune.errors import AutotuneError
+    from autotune.warm_start import check_layers
+
+    source = {name: kind for name, kind in tiny_context.layer_kinds.items() if name != "head"} | {"classifier.0": "linear"}
+    with pytest.raises(AutotuneError) as raised:
+        check_layers("other/c1", source, tiny_context)
+    message = str(raised.value)
+    assert "classifier.0 (only in the source)" in message and "head (only in this model)" in message
+    check_layers("same", dict(tiny_context.layer_kinds), tiny_context)  # the same layers pass
+
+
+def test_warm_start_from_an_unknown_study_is_one_line(lineage_dir):
+    done = autotune_cli("cycle", "spec.toml", "--warm-start-from", "no-such-lineage", "--new", cwd=lineage_dir)
+    assert done.returncode == 2
+    assert done.stderr.strip().splitlines()[-1].startswith("error: warm start from 'no-such-lineage'")
+
+
+@pytest.mark.parametrize(
+    ("table", "message"),
+    [
+        ('[watch]\nevery = "7x"', "watch.every: '7x': expected a number and a unit"),
+        ('[policy]\nobjective = "accuracy"', "policy.objective: 'accuracy': expected one of"),
+        ('[warm_start]\nrecipes = ["no-target"]', "warm_start.recipes: 'no-target'"),
+        ("[replay]\ncalibrate = true", "replay.calibrate: true, but no `inputs` file"),
+    ],
+)
+def test_cycle_tables_name_the_bad_field(catalogue, table, message):
+    from autotune.errors import SpecError
+    from autotune.spec import load_study_spec
+
+    spec = catalogue / "studies" / "bad.toml"
+    spec.write_text(
+        'workload = "fashion-cnn-tiny"\nsearch_space = "cnn-mixed"\nproxies = "default"\ntargets = ["cpu-onnxruntime"]\n'
+        + table
+    )
+    with pytest.raises(SpecError) as raised:
+        load_study_spec(str(spec))
+    assert str(spec) in str(raised.value) and message in str(raised.value)
+
+
+def test_psi_is_zero_for_the_same_distribution_and_large_for_a_shift():
+    import torch
+
+    from autotune.replay import output_histogram, psi
+
+    logits = torch.randn(2000, 10)
+    reference = output_histogram(logits, "logits")
+    assert psi(reference, output_histogram(logits, "logits")) == pytest.approx(0.0, abs=1e-9)
+    skewed = logits.clone()
+    skewed[:1000, 3] += 10  # half the traffic now lands in class 3
+    assert psi(reference, output_histogram(skewed, "logits")) > 0.5
+    embeddings = torch.randn(1000, 16)
+    norm_reference = output_histogram(embeddings, "embedding")
+    assert psi(norm_reference, output_histogram(embeddings * 3, "embedding", norm_reference["edges"])) > 1.0
+
+
+def test_the_alert_hook_posts_json_to_a_webhook_and_pipes_it_to_a_command(tmp_path):
+    import http.server
+    import threading
+
+    from autotune.alerts import send_alert
+
+    received = []
+
+    class Hook(http.server.BaseHTTPRequestHandler):
+        def do_POST(self):  # noqa: N802 (the http.server API)
+            received.append(json.loads(self.rfile.read(int(self.headers["Content-Length"]))))
+            self.send_response(204)
+            self.end_headers()
+
+        def log_message(self, *args):
+            pass
+
+    server = http.server.HTTPServer(("127.0.0.1", 0), Hook)
+    threading.Thread(target=server.handle_request, daemon=True).start()
+    summary = {"lineage": "x", "regressions": [{"target": "t", "failures": ["drop: 5 > 1 pts"]}]}
+    assert "HTTP 204" in send_alert(f"http://127.0.0.1:{server.server_port}/hook", summary)
+    assert received == [summary]
+    server.server_close()
+    assert send_alert(f"cat > {tmp_path / 'alert.json'}", summary) == "alert command exited 0"
+    assert json.loads((tmp_path / "alert.json").read_text()) == summary
+    assert "failed" in send_alert("http://127.0.0.1:9/unreachable", summary)  # reported, never raised
+
+
+def test_recorded_traffic_loads_from_parquet_like_npz(tmp_path, tiny_workload):
+    import pandas as pd
+
+    from autotune.errors import SpecError
+    from autotune.replay import load_recording
+
+    write_traffic(tmp_path / "traffic.npz")
+    from_npz = load_recording(tmp_path / "traffic.npz", tiny_workload)
+    frame = pd.DataFrame(
+        {"inputs": [row.reshape(-1) for row in from_npz.inputs.numpy()], "labels": from_npz.labels}
+    )
+    frame.to_parquet(tmp_path / "traffic.parquet")
+    from_parquet = load_recording(tmp_path / "traffic.parquet", tiny_workload)
+    assert from_parquet.inputs.shape == from_npz.inputs.shape == (300, 1, 28, 28)
+    assert np.array_equal(from_parquet.inputs.numpy(), from_npz.inputs.numpy())
+    assert np.array_equal(from_parquet.labels, from_npz.labels)
+    np.savez(tmp_path / "wrong.npz", inputs=np.zeros((5, 27, 27), dtype=np.float32))
+    with pytest.raises(SpecError, match=r"wrong.npz: 'input' has shape \(5, 27, 27\); the model takes \(1, 28, 28\)"):
+        load_recording(tmp_path / "wrong.npz", tiny_workload)
+
+
+def test_a_promoted_recipe_seeds_another_lineage(lineage_dir, tiny_context):
+    from autotune.studies import storage_for
+    from autotune.warm_start import WarmStartPlan, recipe_plans
+
+    storage = storage_for(storage_url(lineage_dir))
+    deployed = lineage_attrs(lineage_dir)["deployed/cpu-onnxruntime"][-1]
+    warm = WarmStartPlan()
+    recipe_plans(storage, (f"{LINEAGE}@cpu-onnxruntime", f"{LINEAGE}@cpu-onnxruntime#v1"), tiny_context, warm)
+    assert warm.counts["recipe"] >= 1
+    params, tags = warm.seeds[0]
+    assert tags == {"warm_start_source": f"{LINEAGE}@cpu-onnxruntime", "warm_start_kind": "recipe"}
+    assert tiny_context.space.plan_from_params(params).to_dict() == deployed["plan"]

@@ -242,16 +242,36 @@ def revise(workload: Workload, kind: str, out: Path, seed: int = 1, images: int 
     return out
 
 
+def record_requests(out: Path, count: int = 1000, shifted: bool = False) -> Path:
+    """Recorded traffic for A/B and drift: the last `count` test images with labels (npz); `shifted` brightens them."""
+    images, labels = load_split("t10k")
+    images, labels = images[-count:], labels[-count:]
+    if shifted:
+        images = images * 1.3 + 0.4
+    out = Path(out)
+    out.parent.mkdir(parents=True, exist_ok=True)
+    np.savez(out, inputs=images.numpy(), labels=labels.numpy())
+    return out
+
+
+USAGE = """usage:
+  python -m autotune.workloads.fashion_mnist revise fashion-cnn|fashion-cnn-tiny epoch|shifted OUT.pt
+  python -m autotune.workloads.fashion_mnist record OUT.npz [shifted]"""
+
+
 def main() -> None:
-    """`python -m autotune.workloads.fashion_mnist revise WORKLOAD KIND OUT`: write a revised checkpoint."""
+    """Write a revised checkpoint (a real model revision) or a recorded-traffic file."""
     import sys
 
     from autotune.workloads.base import load_workload
 
     args = sys.argv[1:]
-    if len(args) != 4 or args[0] != "revise":
-        raise SystemExit("usage: python -m autotune.workloads.fashion_mnist revise fashion-cnn|fashion-cnn-tiny epoch|shifted OUT.pt")
-    path = revise(load_workload(args[1]), args[2], Path(args[3]))
+    if len(args) == 4 and args[0] == "revise":
+        path = revise(load_workload(args[1]), args[2], Path(args[3]))
+    elif len(args) in (2, 3) and args[0] == "record":
+        path = record_requests(Path(args[1]), shifted=args[2:] == ["shifted"])
+    else:
+        raise SystemExit(USAGE)
     print(f"wrote {path}")
 
 
