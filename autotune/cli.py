@@ -160,6 +160,8 @@ def history(
         table.add_column(header)
     for event in record.history():
         details = {k: v for k, v in event.items() if k not in ("event", "when", "who", "record")}
+        if isinstance(details.get("deltas"), dict):
+            details["deltas"] = _delta_text(details["deltas"])
         if "record" in event:
             details["deltas"] = _delta_text(event["record"]["deltas"])
             details["plan"] = Plan.from_dict(event["record"]["plan"]).counts()

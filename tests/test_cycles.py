@@ -382,3 +382,26 @@ def test_a_promoted_recipe_seeds_another_lineage(lineage_dir, tiny_context):
     params, tags = warm.seeds[0]
     assert tags == {"warm_start_source": f"{LINEAGE}@cpu-onnxruntime", "warm_start_kind": "recipe"}
     assert tiny_context.space.plan_from_params(params).to_dict() == deployed["plan"]
+
+
+def test_one_cycle_of_a_lineage_at_a_time_and_a_dead_holder_is_taken_over(tmp_path):
+    from autotune.lineage import Lineage, LineageBusy
+
+    url = f"sqlite:///{tmp_path / 'lock.db'}"
+    lineage = Lineage(optuna.storages.RDBStorage(url), "locked")
+    with lineage.running(1):
+        with pytest.raises(LineageBusy, match=r"cycle 1 is running \(pid \d+"):
+            with Lineage(optuna.storages.RDBStorage(url), "locked").running(2):
+                pass
+    # A holder killed without releasing: its pid is gone, so the next cycle takes the lock over.
+    dead = subprocess.Popen([sys.executable, "-c", "pass"])
+    dead.wait()
+    import socket
+
+    lock = optuna.create_study(storage=url, study_name="locked/running")
+    for key, value in {"cycle": 3, "pid": dead.pid, "host": socket.gethostname(), "since": "then"}.items():
+        lock.set_user_attr(key, value)
+    with lineage.running(4):
+        held = optuna.load_study(study_name="locked/running", storage=url).user_attrs
+        assert held["cycle"] == 4 and held["pid"] == os.getpid()
+    assert "locked/running" not in {s.study_name for s in optuna.get_all_study_summaries(url, include_best_trial=False)}
