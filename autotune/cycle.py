@@ -8,8 +8,10 @@ resumes an unfinished cycle; a new model (or new traffic) is the next cycle.
 from __future__ import annotations
 
 import dataclasses
+import math
 import time
 from dataclasses import dataclass, field
+from pathlib import Path
 
 import optuna
 from optuna.trial import TrialState
@@ -27,7 +29,7 @@ from autotune.promotion import Candidate
 from autotune.replay import ReplayComparison, load_recording, output_histogram
 from autotune.spec import StudySpec
 from autotune.studies import storage_for
-from autotune.warm_start import WarmStartPlan, deployed_plans, plans_from, recipe_plans, resolve_source
+from autotune.warm_start import LayersDiffer, WarmStartPlan, deployed_plans, plans_from, recipe_plans, resolve_source
 from autotune.workloads import load_workload
 from autotune.workloads.base import with_checkpoint
 
@@ -80,54 +82,68 @@ def run_cycle(
     started = time.perf_counter()
     storage = storage_for(spec.storage)
     lineage = Lineage(storage, spec.name)
+    model = str(Path(model).resolve()) if model else ""  # a later watch or resume runs from another directory
     workload, recording = cycle_workload(spec, model)
     replay_fingerprint = recording.fingerprint if recording is not None else ""
     identity = study_identity(spec, workload, replay_fingerprint) | {"version": version}
-    cycles = lineage.cycles()
-    latest = cycles[-1] if cycles else None
-    if latest is not None and latest["identity"] == identity and not new:
-        if latest["status"] == "finished":
-            console.print(
-                f"{spec.name}: cycle c{latest['cycle']} already ran on this model and data (finished {latest['finished']}); "
-                "nothing to do (--new runs another)"
-            )
-            return CycleOutcome(latest["cycle"], False, latest)
-        number = latest["cycle"]  # an interrupted cycle resumes: its completed trials are kept
-    else:
-        number = latest["cycle"] + 1 if latest else 1
-    context = prepare(spec.for_cycle(number), workload)
-    context.replay_fingerprint = replay_fingerprint
-    console.print(describe(context))
-
-    warm = warm_start_plan(storage, lineage, context, number, warm_start_from, cold)
-    deployed = [
-        Candidate("deployed", Plan.from_dict(record["plan"]), deployment=record)
-        for record in (lineage.current(t.name) for t in spec.targets)
-        if record is not None
-    ]
-    comparison = (
-        ReplayComparison(recording, workload, context.recovery.teacher, spec.replay.latency_requests)
-        if recording is not None
-        else None
-    )
-    record = {
-        "cycle": number,
-        "status": "running",
-        "trigger": trigger,
-        "model": str(model or ""),
-        "version": version,
-        "identity": identity,
-        "replay": str(recording.path) if recording is not None else "",
-        "started": now(),
-        "warm_start": warm.summary(),
-        "deployed_at_start": {d.deployment["target"]: d.deployment["version"] for d in deployed},
-        "drift_reference": drift_reference(workload, recording),
-        "studies": {"proxy": context.spec.proxy_study, "measured": [measured_study_name(context.spec.name, t.name) for t in spec.targets]},
-    }
-    with lineage.running(number):
+    if warm_start_from:
+        resolve_source(storage, warm_start_from)  # a wrong source is refused before anything is recorded
+    # Everything that depends on the lineage's state is decided holding its lock: another process may have
+    # finished or started a cycle meanwhile.
+    with lineage.running():
+        cycles = lineage.cycles()
+        latest = cycles[-1] if cycles else None
+        if latest is not None and latest["identity"] == identity and not new:
+            if latest["status"] == "finished":
+                console.print(
+                    f"{spec.name}: cycle c{latest['cycle']} already ran on this model and data (finished "
+                    f"{latest['finished']}); nothing to do (--new runs another)"
+                )
+                outcome = CycleOutcome(latest["cycle"], False, latest)
+                outcome.regressions = [r for r in latest.get("regressions", []) if not r.get("resolved")]
+                return outcome
+            number = latest["cycle"]  # an interrupted cycle resumes: its completed trials are kept
+        else:
+            number = latest["cycle"] + 1 if latest else 1
+        lineage.hold(number)
+        record = {
+            "cycle": number,
+            "status": "running",
+            "trigger": trigger,
+            "model": model,
+            "version": version,
+            "identity": identity,
+            "replay": str(recording.path) if recording is not None else "",
+            "started": now(),
+        }
         lineage.save_cycle(record)
-        lineage.log("cycle started", cycle=number, trigger=trigger, model=record["model"], version=version)
+        lineage.log("cycle started", cycle=number, trigger=trigger, model=model, version=version)
+        outcome = CycleOutcome(number, True, record)
         try:
+            context = prepare(spec.for_cycle(number), workload)
+            context.replay_fingerprint = replay_fingerprint
+            console.print(describe(context))
+            warm = warm_start_plan(storage, lineage, context, number, warm_start_from, cold)
+            deployed = [
+                Candidate("deployed", Plan.from_dict(current["plan"]), deployment=current)
+                for current in (lineage.current(t.name) for t in spec.targets)
+                if current is not None
+            ]
+            comparison = (
+                ReplayComparison(recording, workload, context.recovery.teacher, spec.replay.latency_requests)
+                if recording is not None
+                else None
+            )
+            record |= {
+                "warm_start": warm.summary(),
+                "deployed_at_start": {d.deployment["target"]: d.deployment["version"] for d in deployed},
+                "drift_reference": drift_reference(workload, recording),
+                "studies": {
+                    "proxy": context.spec.proxy_study,
+                    "measured": [measured_study_name(context.spec.name, t.name) for t in spec.targets],
+                },
+            }
+            lineage.save_cycle(record)
             result = run_study(
                 context,
                 trials,
@@ -137,32 +153,38 @@ def run_cycle(
                 replay=comparison,
                 started=started,
             )
+            judge(spec, storage, lineage, number, result.measured, outcome)
+            if outcome.regressions and spec.policy.alert:
+                summary = {"lineage": spec.name, "cycle": number, "regressions": outcome.regressions}
+                record["alert"] = send_alert(spec.policy.alert, summary | {"promoted": _versions(outcome)})
         except BaseException as exc:
-            record |= {"status": "interrupted", "stopped": now(), "why": f"{type(exc).__name__}: {exc}"[:300]}
+            # Stopped (SIGTERM, Ctrl-C): resumed by the next cycle or watch. Failed: waits for a new trigger.
+            status = "interrupted" if isinstance(exc, KeyboardInterrupt) else "failed"
+            record |= {"status": status, "stopped": now(), "why": f"{type(exc).__name__}: {exc}"[:300]}
             lineage.save_cycle(record)
-            lineage.log("cycle interrupted", cycle=number, why=record["why"])
+            lineage.log(f"cycle {status}", cycle=number, why=record["why"])
             raise
-        outcome = CycleOutcome(number, True, record)
-        judge(spec, storage, lineage, number, result.measured, outcome)
         record |= {
             "status": "finished",
             "finished": now(),
             "regressions": outcome.regressions,
-            "promoted": [{"target": p["target"], "version": p["version"]} for p in outcome.promoted],
+            "promoted": _versions(outcome),
             "phases": {k: round(v, 1) for k, v in result.phases.items()},
         }
         lineage.save_cycle(record)
         lineage.log("cycle finished", cycle=number, regressions=len(outcome.regressions), promoted=record["promoted"])
-    if outcome.regressions and spec.policy.alert:
-        summary = {"lineage": spec.name, "cycle": number, "regressions": outcome.regressions, "promoted": record["promoted"]}
-        outcome.record["alert"] = send_alert(spec.policy.alert, summary)
     return outcome
+
+
+def _versions(outcome: CycleOutcome) -> list[dict]:
+    return [{"target": p["target"], "version": p["version"]} for p in outcome.promoted]
 
 
 def warm_start_plan(storage, lineage: Lineage, context, number: int, source: str | None, cold: bool) -> WarmStartPlan:
     spec = context.spec
     warm = WarmStartPlan()
     recipe_plans(storage, spec.warm_start.recipes, context, warm)
+    explicit = source is not None
     if not cold:
         deployed_plans(lineage, context, warm)
         if source is None:
@@ -170,8 +192,13 @@ def warm_start_plan(storage, lineage: Lineage, context, number: int, source: str
             source = f"{lineage.name}/c{earlier[-1]['cycle']}" if earlier else None
         if source is not None:
             resolved = resolve_source(storage, source)
-            warm.source = resolved.label
-            plans_from(storage, resolved, context, spec.warm_start.proxy_plans, warm)
+            try:
+                plans_from(storage, resolved, context, spec.warm_start.proxy_plans, warm)
+                warm.source = resolved.label
+            except LayersDiffer as exc:
+                if explicit:
+                    raise
+                console.print(f"[yellow]{exc}: the model's architecture changed, so this cycle starts cold")
     if warm.seeds:
         differs = f"; the source differs in {', '.join(warm.differs)}" if warm.differs else ""
         if warm.source:
@@ -193,7 +220,10 @@ def objective_value(trial: optuna.trial.FrozenTrial, objective: str) -> float:
 
 
 def beats(candidate: float, deployed: float, objective: str, margin: float) -> bool:
-    """Relative margin on latency, size and cost; on the metric drop (points, can be 0 or negative) an absolute one."""
+    """Relative margin on latency, size and cost; on the metric drop (points, can be 0 or negative) an absolute one.
+    A value that was not measured (a target without a price has no cost) never beats anything."""
+    if not (math.isfinite(candidate) and math.isfinite(deployed)):
+        return False
     if objective == "drop_pts":
         return candidate <= deployed - margin
     return candidate <= deployed * (1 - margin)
@@ -202,14 +232,29 @@ def beats(candidate: float, deployed: float, objective: str, margin: float) -> b
 def judge(spec: StudySpec, storage, lineage: Lineage, number: int, measured: dict, outcome: CycleOutcome) -> None:
     """Regressions of the deployed versions; then the promotion policy, target by target."""
     policy = spec.policy
+    promoted_here = {
+        e["target"] for e in lineage.history() if e["event"] == "promote" and e.get("record", {}).get("cycle") == number
+    }
     for target, study in measured.items():
         complete = study.get_trials(deepcopy=False, states=(TrialState.COMPLETE,))
-        current = next((t for t in complete if t.user_attrs.get("role") == "deployed"), None)
+        live = lineage.current(target)
+        version = None if live is None else live["version"]
+        current = next(
+            (t for t in complete if t.user_attrs.get("role") == "deployed" and t.user_attrs.get("deployed_version") == version),
+            None,
+        )
+        if live is not None and current is None:  # deployed, but its artifact could not be measured here
+            failed = [t for t in study.trials if t.user_attrs.get("deployed_version") == version]
+            reason = failed[-1].user_attrs.get("fail_reason", "not measured") if failed else "not measured"
+            regression = {"target": target, "version": version, "failures": [f"cannot be measured: {reason}"[:300]], "resolved": False}
+            outcome.regressions.append(regression)
+            console.print(f"[bold red]REGRESSION[/] {spec.name} c{number} {target}: deployed v{version} {regression['failures'][0]}")
+            lineage.log("regression", cycle=number, target=target, version=version, failures=regression["failures"])
         passing = [
             t for t in complete if t.user_attrs.get("role") in ("candidate", "int8") and not t.user_attrs.get("gate_failures")
         ]
         best = min(passing, key=lambda t: objective_value(t, policy.objective), default=None)
-        regression = None
+        regression = outcome.regressions[-1] if outcome.regressions and outcome.regressions[-1]["target"] == target else None
         if current is not None and current.user_attrs.get("gate_failures"):
             regression = {
                 "target": target,
@@ -227,10 +272,15 @@ def judge(spec: StudySpec, storage, lineage: Lineage, number: int, measured: dic
             console.print(f"{target}: no candidate passes every gate; the deployed version stays")
             continue
         value = objective_value(best, policy.objective)
-        if current is None:
+        if target in promoted_here:
+            console.print(f"{target}: already promoted in this cycle (resumed)")
+            if regression is not None:
+                regression["resolved"] = True
+            continue
+        if live is None:
             why = f"first deployment: best gate-passing {policy.objective} {value:.4g}"
-        elif regression is not None:
-            why = f"deployed v{regression['version']} fails its gates; best gate-passing {policy.objective} {value:.4g}"
+        elif regression is not None or current is None:
+            why = f"deployed v{version} fails its gates; best gate-passing {policy.objective} {value:.4g}"
         elif beats(value, objective_value(current, policy.objective), policy.objective, policy.margin):
             why = f"{policy.objective} {value:.4g} vs deployed {objective_value(current, policy.objective):.4g} (margin {policy.margin:g})"
         else:

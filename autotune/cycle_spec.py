@@ -86,6 +86,8 @@ def load_watch(fields, spec_dir: Path) -> Watch:
         every_seconds = parse_duration(every) if every else None
     except ValueError as exc:
         raise fields.error("every", str(exc)) from exc
+    if every_seconds == 0:
+        raise fields.error("every", f"{every!r}: a cadence must be longer than 0")
     model_dir = fields.get("model_dir", str, "")
     watch = Watch(
         model_dir=str((spec_dir / model_dir).resolve()) if model_dir and not Path(model_dir).is_absolute() else model_dir,

@@ -51,6 +51,8 @@ def find_trial(storage, lineage: Lineage, target: str, trial_ref: str, cycle: in
     """`12` (trial 12 of the latest cycle, or of `cycle`) or `c2:12`."""
     if ":" in trial_ref:
         cycle_part, _, trial_ref = trial_ref.partition(":")
+        if not cycle_part.lstrip("c").isdigit():
+            raise AutotuneError(f"trial {cycle_part}:{trial_ref!r}: expected a trial number or cN:number (e.g. c2:7)")
         cycle = int(cycle_part.lstrip("c"))
     if cycle is None:
         latest = lineage.latest_cycle()
@@ -85,7 +87,12 @@ def promote(
     if trial.user_attrs.get("role") == "deployed":
         raise AutotuneError(f"{where} is the deployed version itself, measured for comparison")
     previous = lineage.current(target)
+    # Versions only grow: the history and the stack both count (a crash between writing them cannot reuse one).
     versions = [e["record"]["version"] for e in lineage.history() if e["event"] == "promote" and e["target"] == target]
+    versions += [r["version"] for r in lineage.deployed(target)]
+    artifact_ids = trial.user_attrs.get("artifact_ids") or _artifact_ids(storage, trial)
+    if not any(not name.endswith(".json") for name in artifact_ids):
+        raise AutotuneError(f"{where} has no built model in the artifact store: nothing to deploy")
     metrics = trial_metrics(study, trial)
     record = {
         "version": max(versions, default=0) + 1,
@@ -99,7 +106,7 @@ def promote(
         "plan_summary": trial.user_attrs.get("plan_summary", ""),
         "plan_digest": trial.user_attrs.get("plan_digest"),
         "metrics": metrics,
-        "artifact_ids": trial.user_attrs.get("artifact_ids") or _artifact_ids(storage, trial),
+        "artifact_ids": artifact_ids,
         "realised_precision": trial.user_attrs.get("realised_precision", {}),
         "channels": trial.user_attrs.get("channels", {}),
         "temperature": trial.user_attrs.get("temperature"),
@@ -150,7 +157,16 @@ def _artifact_ids(storage, trial) -> dict[str, str]:
     """Artifacts of a trial recorded before their ids were kept on it."""
     from optuna.artifacts import get_all_artifact_meta
 
-    return {meta.filename: meta.artifact_id for meta in get_all_artifact_meta(trial, storage=storage)}
+    found = {meta.filename: meta.artifact_id for meta in get_all_artifact_meta(trial, storage=storage)}
+    return dict(sorted(found.items(), key=lambda item: model_file_rank(item[0])))
+
+
+def model_file_rank(filename: str) -> int:
+    """The runtime's model file first (targets read files[0]): .onnx, .xml, then weights, then the rest."""
+    for rank, suffix in enumerate((".onnx", ".xml", ".pt2", ".pt", ".bin")):
+        if filename.endswith(suffix):
+            return rank
+    return 9
 
 
 def recipes(storage) -> list[dict]:

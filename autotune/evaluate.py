@@ -99,6 +99,10 @@ class Evaluator:
             for c in candidates
             if c.key not in done and (c.deployment is None or c.deployment["target"] == hardware.name)
         ]
+        if self.replay is not None and hardware.name not in self.replay.deployed:
+            measured_before = [c for c in candidates if c.deployment and c.deployment["target"] == hardware.name and c not in todo]
+            for candidate in measured_before[:1]:  # a resumed cycle: the deployed answers candidates are compared with
+                self.replay_deployed(target, candidate)
         with progress_bar() as progress:
             task = progress.add_task(f"full evaluation on {hardware.name}", total=len(todo))
             for candidate in todo:
@@ -109,7 +113,9 @@ class Evaluator:
                 try:
                     self.evaluate_one(study, target, candidate)
                 except AutotuneError as exc:
-                    if candidate.role != "candidate":  # a reference that cannot be built stops the run
+                    # A reference that cannot be built stops the run; a deployed version that cannot be measured
+                    # (its artifact gone, a runtime that cannot load it) is the cycle's regression to report.
+                    if candidate.role not in ("candidate", "deployed"):
                         raise AutotuneError(f"{candidate.role} reference on target {hardware.name!r}: {exc}") from exc
                     console.print(
                         f"[yellow]{hardware.name}: {candidate.role} {candidate.plan.digest()[:8]} failed: {exc}"
@@ -223,13 +229,25 @@ class Evaluator:
                 raise
             raise AutotuneError(f"{type(exc).__name__}: {exc}") from exc
 
+    def replay_deployed(self, target: Target, candidate: Candidate) -> None:
+        builds = workspace() / "builds"
+        builds.mkdir(parents=True, exist_ok=True)
+        with tempfile.TemporaryDirectory(dir=builds) as folder:
+            try:
+                artifact = self.deployed_artifact(candidate, target, Path(folder))
+                self.replay.remember_deployed(target, artifact)
+            except AutotuneError as exc:
+                console.print(f"[yellow]{target.name}: the deployed version cannot be replayed: {exc}")
+
     def deployed_artifact(self, candidate: Candidate, target: Target, folder: Path):
         """The deployed version's files, fetched from the artifact store as they were built (not rebuilt)."""
         from autotune.targets.base import Artifact
 
         record = candidate.deployment
+        from autotune.deploy import model_file_rank
+
         files = []
-        for filename, artifact_id in record["artifact_ids"].items():
+        for filename, artifact_id in sorted(record["artifact_ids"].items(), key=lambda item: model_file_rank(item[0])):
             if filename in ("plan.json", "recipe.json"):
                 continue
             path = folder / filename

@@ -110,32 +110,54 @@ class Lineage:
     # ------------------------------------------------------------ lock
 
     @contextlib.contextmanager
-    def running(self, cycle: int):
+    def running(self):
         """Hold the lineage's cycle lock; refuses (LineageBusy) while another live process holds it."""
         name = f"{self.name}{LOCK_SUFFIX}"
-        holder = {"cycle": cycle, "pid": os.getpid(), "host": socket.gethostname(), "since": now()}
+        holder = {"pid": os.getpid(), "host": socket.gethostname(), "since": now(), "cycle": None}
+        lock = None
+        for _ in range(3):
+            try:
+                lock = optuna.create_study(storage=self.storage, study_name=name)
+                break
+            except optuna.exceptions.DuplicatedStudyError:
+                held = self.locked()
+                if held is None:
+                    continue  # released meanwhile: try again
+                if not _stale(held):
+                    raise LineageBusy(
+                        f"lineage {self.name!r}: cycle {held.get('cycle')} is running (pid {held.get('pid')} on "
+                        f"{held.get('host')} since {held.get('since')}); one cycle of a lineage runs at a time"
+                    ) from None
+                # Its holder died: remove that lock (by id, so a lock another process took meanwhile survives).
+                with contextlib.suppress(KeyError):
+                    self.storage.delete_study(held["_study_id"])
+        if lock is None:
+            raise LineageBusy(f"lineage {self.name!r}: could not take the cycle lock (another process keeps taking it)")
+        self._lock = lock
         try:
-            lock = optuna.create_study(storage=self.storage, study_name=name)
-        except optuna.exceptions.DuplicatedStudyError:
-            held = optuna.load_study(study_name=name, storage=self.storage).user_attrs
-            if not _stale(held):
-                raise LineageBusy(
-                    f"lineage {self.name!r}: cycle {held.get('cycle')} is running (pid {held.get('pid')} on "
-                    f"{held.get('host')} since {held.get('since')}); one cycle of a lineage runs at a time"
-                ) from None
-            optuna.delete_study(study_name=name, storage=self.storage)  # its holder died: take over
-            lock = optuna.create_study(storage=self.storage, study_name=name)
-        for key, value in holder.items():
-            lock.set_user_attr(key, value)
-        try:
+            lock.set_user_attr("holder", holder)
             yield
         finally:
             with contextlib.suppress(KeyError):
-                optuna.delete_study(study_name=name, storage=self.storage)
+                self.storage.delete_study(lock._study_id)
+
+    def hold(self, cycle: int) -> None:
+        """Record which cycle the held lock is for."""
+        holder = self._lock.user_attrs.get("holder", {})
+        self._lock.set_user_attr("holder", holder | {"cycle": cycle})
+
+    def locked(self) -> dict | None:
+        """The lock's holder ({} while it is being written), or None when no cycle runs."""
+        try:
+            lock = optuna.load_study(study_name=f"{self.name}{LOCK_SUFFIX}", storage=self.storage)
+        except KeyError:
+            return None
+        return lock.user_attrs.get("holder", {}) | {"_study_id": lock._study_id}
 
 
 def _stale(holder: dict) -> bool:
-    """A lock whose holder is a dead process on this host (a killed run) may be taken over."""
+    """A lock whose holder is a dead process on this host (a killed run) may be taken over. A lock on another host
+    is never taken over automatically (its process cannot be checked from here)."""
     if holder.get("host") != socket.gethostname() or "pid" not in holder:
         return False
     try:

@@ -136,6 +136,9 @@ class ReplayComparison:
         result["latency_ms"] = self._latencies(answer)
         return result
 
+    def remember_deployed(self, target, artifact) -> None:
+        self.deployed[target.name] = torch.from_numpy(np.asarray(target.predict(artifact, self.recording.inputs)))
+
     def _against(self, name: str, reference: torch.Tensor, outputs: torch.Tensor) -> dict:
         kind = self.workload.io.output_kind
         found = {f"divergence_{name}": float(divergence(kind, reference, outputs).item())}

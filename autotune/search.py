@@ -12,7 +12,7 @@ from autotune.context import StudyContext
 from autotune.errors import AutotuneError, ProxyError, SpecError
 from autotune.identity import layer_fingerprints
 from autotune.pareto import pareto_mask
-from autotune.progress import progress_bar
+from autotune.progress import console, progress_bar
 from autotune.scoring import ProxyScorer
 from autotune.studies import FINISHED, fail_interrupted_trials, find_study_names, open_study
 
@@ -72,7 +72,11 @@ def run_search(
     finished = len(study.get_trials(states=FINISHED))
     remaining = max(0, budget - finished)
     if finished == 0:
-        for params, tags in seeds:
+        # Seeds take at most half the budget: the search must still explore the changed model.
+        kept = list(seeds)[: budget // 2]
+        if len(kept) < len(seeds):
+            console.print(f"warm start: {len(seeds) - len(kept)} of {len(seeds)} seed plans left out (half of {budget} trials)")
+        for params, tags in kept:
             study.enqueue_trial(params, user_attrs=tags, skip_if_exists=True)
         # The uniform plans a person would try first (INT8 everywhere, uniform pruning) seed the search.
         for ratio in spec.anchors:

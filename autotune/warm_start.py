@@ -24,6 +24,10 @@ from autotune.promotion import pick_by_rank
 from autotune.studies import find_study_names
 
 
+class LayersDiffer(AutotuneError):
+    """The source study planned other layers than this model has."""
+
+
 @dataclass
 class WarmStartPlan:
     """The seeds of one search and where they came from."""
@@ -82,7 +86,7 @@ def source_layers(study: optuna.Study) -> dict[str, str]:
         return dict(recorded)
     for trial in study.get_trials(deepcopy=False, states=(TrialState.COMPLETE,)):
         if "plan" in trial.user_attrs:
-            return {name: "?" for name in trial.user_attrs["plan"]}
+            return {name: "?" for name in trial.user_attrs["plan"]["layers"]}
     return {}
 
 
@@ -93,7 +97,7 @@ def check_layers(label: str, source: dict[str, str], context: StudyContext) -> N
     differences = layer_differences(source, current)
     if differences:
         shown = differences[:8] + ([f"... {len(differences) - 8} more"] if len(differences) > 8 else [])
-        raise AutotuneError(
+        raise LayersDiffer(
             f"warm start from {label!r}: its layers differ from this model's ({len(differences)}): {'; '.join(shown)}"
         )
 
@@ -131,12 +135,18 @@ def recipe_plans(storage, recipes: tuple[str, ...], context: StudyContext, into:
     for reference in recipes:
         lineage_name, _, rest = reference.partition("@")
         target, _, version = rest.partition("#v")
-        stack = Lineage(storage, lineage_name, create=False).deployed(target)
-        history = [e for e in Lineage(storage, lineage_name, create=False).history() if e["event"] == "promote"]
+        try:
+            lineage = Lineage(storage, lineage_name, create=False)
+        except AutotuneError as exc:
+            raise AutotuneError(f"{context.spec.path}: warm_start.recipes: {reference!r}: {exc}") from exc
+        stack = lineage.deployed(target)
+        history = [e for e in lineage.history() if e["event"] == "promote"]
         records = [e["record"] for e in history if e["record"]["target"] == target] or stack
         chosen = [r for r in records if str(r["version"]) == version] if version else stack[-1:]
         if not chosen:
-            raise AutotuneError(f"warm_start.recipes: {reference!r}: no such promoted recipe (see `autotune recipes`)")
+            raise AutotuneError(
+                f"{context.spec.path}: warm_start.recipes: {reference!r}: no such promoted recipe (see `autotune recipes`)"
+            )
         plan = Plan.from_dict(chosen[0]["plan"])
         check_layers(reference, {name: "?" for name in plan.layers}, context)
         into.add(context, plan, "recipe", reference)

@@ -55,6 +55,7 @@ class Watcher:
         self.stopping = True
         log(f"{signal.Signals(signum).name} received: stopping" + (" (interrupting the running cycle)" if self.in_cycle else ""))
         if self.in_cycle:
+            self.in_cycle = False  # a second signal during the clean-up must not interrupt it
             raise Stopped()
 
     def serve(self, once: bool = False) -> int:
@@ -84,10 +85,10 @@ class Watcher:
     def poll(self) -> None:
         try:
             fired = self.trigger()
-        except AutotuneError as exc:
-            log(f"cannot check triggers: {exc}")
+        except Exception as exc:  # a file rotated mid-read, a busy database: log it, try again next poll
+            log(f"cannot check triggers: {type(exc).__name__}: {exc}")
             return
-        if fired is None:
+        if fired is None or self.stopping:
             return
         reason, model, new = fired
         log(f"trigger: {reason}")
@@ -97,8 +98,8 @@ class Watcher:
             log(f"cycle c{outcome.cycle} done" + (f" (exit code {outcome.exit_code}: regression)" if outcome.exit_code else ""))
         except LineageBusy as exc:
             log(f"skipped: {exc}")
-        except AutotuneError as exc:
-            log(f"cycle failed: {exc}")
+        except Exception as exc:  # the service outlives one failed cycle; the cycle's record says why
+            log(f"cycle failed: {type(exc).__name__}: {exc}")
         finally:
             self.in_cycle = False
 
@@ -114,11 +115,20 @@ class Watcher:
             if self.spec.watch.model_dir:
                 return None  # waiting for the first checkpoint
             return "first cycle of the lineage", "", False
+        if latest.get("status") in ("running", "interrupted"):  # stopped or killed mid-cycle: finish it first
+            if lineage.locked() is not None:
+                return None  # another process is running a cycle of this lineage
+            return f"resume c{latest['cycle']} ({latest['status']})", latest.get("model", ""), False
+        latest = lineage.latest_cycle(finished=True)  # a failed cycle waits for a new trigger
+        if latest is None:
+            return None
         model = latest.get("model", "")
-        if latest.get("status") != "finished":  # stopped or killed mid-cycle: finish it first (refused while it runs)
-            return f"resume c{latest['cycle']} ({latest.get('status')})", model, False
         if self.spec.watch.drift_threshold is not None:
-            fired = self._drift(latest, model)
+            try:
+                fired = self._drift(latest, model, {c["identity"].get("replay") for c in cycles})
+            except Exception as exc:  # a half-written traffic file must not silence the cadence
+                log(f"cannot measure drift: {type(exc).__name__}: {exc}")
+                fired = None
             if fired:
                 return fired
         every = self.spec.watch.every_seconds
@@ -144,12 +154,12 @@ class Watcher:
             return None  # the newest settled file has had its cycle
         return None
 
-    def _drift(self, latest: dict, model: str) -> tuple[str, str, bool] | None:
+    def _drift(self, latest: dict, model: str, seen: set) -> tuple[str, str, bool] | None:
         path = Path(self.spec.replay.inputs)
         if not path.is_file():
             return None
         digest = file_sha256(path)[:16]
-        if digest in (latest["identity"].get("replay"), self.checked_traffic):
+        if digest in seen or digest == self.checked_traffic:  # this traffic already had a cycle (or was checked)
             return None
         workload = load_workload(self.spec.workload)
         if model:
