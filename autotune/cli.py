@@ -177,6 +177,26 @@ def history(
         )
 
 
+@app.command()
+def unlock(
+    lineage: str = typer.Argument(..., help="Lineage (the study spec's name) or its spec."),
+    storage: str | None = typer.Option(None, help="Optuna storage URL."),
+) -> None:
+    """Remove a cycle lock left by a process that died on another machine (a dead process on this one is taken
+    over by itself). Only when no cycle of the lineage is really running."""
+    from autotune.lineage import Lineage
+
+    name, backend, _ = _lineage_storage(lineage, storage)
+    record = Lineage(backend, name, create=False)
+    held = record.locked()
+    if held is None:
+        typer.echo(f"{name}: no cycle lock")
+        return
+    backend.delete_study(held["_study_id"])
+    record.log("unlock", holder={k: v for k, v in held.items() if not k.startswith("_")})
+    typer.echo(f"{name}: removed the lock of cycle {held.get('cycle')} (pid {held.get('pid')} on {held.get('host')})")
+
+
 @app.command("export")
 def export_command(
     lineage: str = typer.Argument(..., help="Lineage (the study spec's name) or its spec."),

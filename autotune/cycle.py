@@ -19,6 +19,7 @@ from optuna.trial import TrialState
 from autotune import deploy
 from autotune.alerts import send_alert
 from autotune.context import prepare
+from autotune.errors import SpecError
 from autotune.evaluate import measured_study_name
 from autotune.identity import study_identity
 from autotune.lineage import Lineage, now
@@ -56,7 +57,10 @@ def cycle_workload(spec: StudySpec, model: str | None):
     workload = load_workload(spec.workload)
     if model:
         workload = with_checkpoint(workload, model)
-    recording = load_recording(spec.replay.inputs, workload) if spec.replay.inputs else None
+    try:
+        recording = load_recording(spec.replay.inputs, workload) if spec.replay.inputs else None
+    except SpecError as exc:
+        raise SpecError(f"{spec.path}: {exc}") from exc
     if recording is not None and spec.replay.calibrate:
         workload = dataclasses.replace(workload, calibration=recording.inputs)
     return workload, recording

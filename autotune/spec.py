@@ -480,13 +480,21 @@ def load_study_spec(reference: str) -> StudySpec:
         except SpecError as exc:
             raise SpecError(f"{path}: {key} = {ref!r}: {exc}") from exc
 
+    targets = tuple(nested("targets", load_hardware, ref) for ref in target_refs)
+    if policy.objective == "cost_per_million":
+        unpriced = [t.name for t in targets if t.price_per_hour is None]
+        if unpriced:
+            raise SpecError(
+                f"{path}: policy.objective: 'cost_per_million' needs a price; target(s) {unpriced} have no "
+                "[cost] price_per_hour"
+            )
     return StudySpec(
         name=name,
         path=path,
         workload=workload,
         search_space=nested("search_space", load_search_space, space_ref),
         proxies=nested("proxies", load_proxy_recipe, proxies_ref),
-        targets=tuple(nested("targets", load_hardware, ref) for ref in target_refs),
+        targets=targets,
         storage=storage,
         sampler=sampler,
         trials=trials,

@@ -49,6 +49,7 @@ class Watcher:
         self.stopping = False
         self.in_cycle = False
         self.sizes: dict[Path, int] = {}  # a checkpoint is taken once its size stops changing between polls
+        self.hashes: dict[tuple, str] = {}
         self.checked_traffic = ""  # the traffic file already found within the drift threshold
 
     def _on_signal(self, signum, frame) -> None:
@@ -149,10 +150,18 @@ class Watcher:
             self.sizes[path] = size
             if not settled:
                 continue  # may still be being written; taken at the next poll if unchanged
-            if file_sha256(path) not in known:
+            if self._sha256(path) not in known:
                 return f"new checkpoint {path.name}", str(path), False
             return None  # the newest settled file has had its cycle
         return None
+
+    def _sha256(self, path: Path) -> str:
+        """Hashed once per (path, size, mtime): a multi-GB checkpoint is not re-read on every poll."""
+        stat = path.stat()
+        key = (str(path), stat.st_size, stat.st_mtime_ns)
+        if key not in self.hashes:
+            self.hashes[key] = file_sha256(path)
+        return self.hashes[key]
 
     def _drift(self, latest: dict, model: str, seen: set) -> tuple[str, str, bool] | None:
         path = Path(self.spec.replay.inputs)

@@ -419,6 +419,9 @@ def test_one_cycle_of_a_lineage_at_a_time_and_a_dead_holder_is_taken_over(tmp_pa
     with pytest.raises(LineageBusy, match="cycle 5 is running"):
         with lineage.running():
             pass
+    done = autotune_cli("unlock", "locked", "--storage", url)  # the operator who knows that host's process died
+    assert done.returncode == 0 and "removed the lock of cycle 5" in done.stdout
+    assert lineage.locked() is None and lineage.history()[-1]["event"] == "unlock"
 
 
 def test_a_candidate_must_beat_the_deployed_version_by_the_margin():
