@@ -47,3 +47,30 @@ def spread(values: np.ndarray, count: int) -> list[int]:
         distance[chosen] = -1.0
         chosen.append(int(np.argmax(distance)))
     return chosen
+
+
+def hypervolume(points: np.ndarray, reference: np.ndarray) -> float:
+    """Volume dominated by `points` up to `reference` (minimisation). Optuna's exact algorithm; it has no public
+    entry point in Optuna 5, so it is reached here and nowhere else."""
+    from optuna._hypervolume import compute_hypervolume
+
+    points = np.minimum(np.asarray(points, dtype=float), reference)
+    return float(compute_hypervolume(points, np.asarray(reference, dtype=float))) if len(points) else 0.0
+
+
+def greedy_hypervolume_order(values: np.ndarray, count: int) -> list[int]:
+    """Up to `count` indices, each adding the most hypervolume to those before it: the first few already cover
+    most of the front. Objectives are compared by rank, so one spanning orders of magnitude does not dominate."""
+    values = np.asarray(values, dtype=float)
+    if not len(values):
+        return []
+    ranks = np.argsort(np.argsort(values, axis=0), axis=0) / max(len(values) - 1, 1)
+    reference = np.full(values.shape[1], 1.1)
+    chosen: list[int] = []
+    while len(chosen) < min(count, len(values)):
+        base = hypervolume(ranks[chosen], reference) if chosen else 0.0
+        gains = [
+            -1.0 if i in chosen else hypervolume(ranks[[*chosen, i]], reference) - base for i in range(len(values))
+        ]
+        chosen.append(int(np.argmax(gains)))
+    return chosen

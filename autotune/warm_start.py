@@ -18,7 +18,7 @@ from autotune.context import StudyContext
 from autotune.errors import AutotuneError
 from autotune.identity import differing_fields, layer_differences, layer_fingerprints
 from autotune.lineage import RECORD_SUFFIX, Lineage
-from autotune.pareto import pareto_mask
+from autotune.pareto import greedy_hypervolume_order, pareto_mask
 from autotune.plan import Plan
 from autotune.promotion import pick_by_rank
 from autotune.studies import find_study_names
@@ -124,8 +124,11 @@ def plans_from(storage, source: Source, context: StudyContext, proxy_plans: int,
                 into.add(context, Plan.from_dict(trial.user_attrs["plan"]), "measured front", f"{name}#{trial.number}")
     completed = proxy.get_trials(deepcopy=False, states=(TrialState.COMPLETE,))
     if completed and proxy_plans:
+        # From the best non-dominated ranks, in the order that covers the most of the source's front first: the
+        # first seeds re-evaluated already span it.
         values = np.array([t.values for t in completed])
-        for index in pick_by_rank(values, proxy_plans):
+        pool = pick_by_rank(values, 3 * proxy_plans)
+        for index in (pool[i] for i in greedy_hypervolume_order(values[pool], proxy_plans)):
             trial = completed[index]
             into.add(context, Plan.from_dict(trial.user_attrs["plan"]), "proxy front", f"{source.proxy_study}#{trial.number}")
 

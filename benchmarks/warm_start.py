@@ -28,13 +28,13 @@ from pathlib import Path
 import numpy as np
 import optuna
 import torch
-from optuna._hypervolume import compute_hypervolume  # no public hypervolume in Optuna 5
 from optuna.trial import TrialState
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
 from autotune.context import prepare  # noqa: E402
+from autotune.pareto import hypervolume  # noqa: E402
 from autotune.paths import cache_dir  # noqa: E402
 from autotune.scoring import ProxyScorer  # noqa: E402
 from autotune.search import run_search  # noqa: E402
@@ -67,7 +67,7 @@ def transform(values: np.ndarray) -> np.ndarray:
 
 def trajectory(values: np.ndarray, reference: np.ndarray) -> np.ndarray:
     points = np.minimum(transform(values), reference)
-    return np.array([compute_hypervolume(points[: k + 1], reference) for k in range(len(points))])
+    return np.array([hypervolume(points[: k + 1], reference) for k in range(len(points))])
 
 
 def seed_plans(source_study: optuna.Study, context, count: int) -> list:
