@@ -3,7 +3,7 @@ VENV ?= .venv
 SUDO := $(shell [ "$$(id -u)" -eq 0 ] || echo sudo)
 FASHION_MNIST := /usr/share/datasets/fashion-mnist/t10k-images-idx3-ubyte.gz
 
-.PHONY: setup demo test lint benchmark benchmark-proxy dashboard
+.PHONY: setup demo test lint benchmark benchmark-proxy benchmark-warm-start benchmark-calibration dashboard
 
 setup: $(VENV)/.installed $(FASHION_MNIST)
 
@@ -34,6 +34,14 @@ benchmark: setup
 benchmark-proxy: setup
 	$(VENV)/bin/pip install --quiet efficientnet-pytorch
 	$(VENV)/bin/python benchmarks/proxy_cost.py
+
+# Writes docs/warm-start.md: trials a warm cycle needs vs a cold one after two real revisions of fashion-cnn (10 seeds).
+benchmark-warm-start: setup
+	$(VENV)/bin/python benchmarks/warm_start.py --seeds 10 --trials 48 --samplers nsga2,tpe
+
+# Writes docs/calibration.md: ECE before/after compression and after temperature scaling on fashion-cnn.
+benchmark-calibration: setup
+	$(VENV)/bin/python benchmarks/calibration.py
 
 dashboard: setup
 	$(VENV)/bin/autotune dashboard

@@ -45,6 +45,7 @@ from autotune.workloads.base import with_checkpoint  # noqa: E402
 from autotune.workloads.fashion_mnist import FashionResNet, revise  # noqa: E402
 
 FRACTIONS = (0.95, 0.99)
+READING = "## Reading"  # a hand-written section at the end of the page, kept when the figures are rewritten
 ARMS = ("cold", "warm", "control", "reevaluate", "unrelated")
 
 
@@ -181,7 +182,10 @@ def main() -> None:
         results["revisions"][kind] = summary
     results["seconds"] = round(time.time() - started)
     Path(args.out).with_suffix(".json").write_text(json.dumps(results, indent=2))
-    Path(args.out).write_text(render(results))
+    output = Path(args.out)
+    previous = output.read_text() if output.exists() else ""
+    reading = previous[previous.find(READING):] if READING in previous else ""
+    output.write_text(render(results) + ("\n" + reading if reading else ""))  # the hand-written reading is kept
     print(render(results))
 
 

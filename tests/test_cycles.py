@@ -445,3 +445,19 @@ def test_layers_of_a_study_recorded_before_layers_were_stored_come_from_its_plan
     assert set(from_plans) == set(tiny_context.layer_kinds) and set(from_plans.values()) == {"?"}
     check_layers("older study", from_plans, tiny_context)
     study.set_user_attr("layers", recorded)
+
+
+def test_seed_order_covers_most_hypervolume_first():
+    from autotune.pareto import greedy_hypervolume_order, hypervolume
+
+    rng = np.random.default_rng(0)
+    values = rng.random((30, 3)) ** np.array([1.0, 4.0, 0.5])
+    order = greedy_hypervolume_order(values, 6)
+    assert len(set(order)) == 6
+    ranks = np.argsort(np.argsort(values, axis=0), axis=0) / 29
+    reference = np.full(3, 1.1)
+    covered = [hypervolume(ranks[order[:k]], reference) for k in range(1, 7)]
+    assert all(b > a for a, b in zip(covered, covered[1:], strict=False))  # every seed adds volume
+    best_single = max(hypervolume(ranks[[i]], reference) for i in range(30))
+    assert covered[0] == pytest.approx(best_single)
+    assert hypervolume(np.array([[1.0, 5.0], [2.0, 2.0], [5.0, 1.0]]), np.array([6.0, 6.0])) == pytest.approx(18.0)
