@@ -1,33 +1,28 @@
-"""Pareto fronts and spreading a choice along one (all objectives minimised)."""
+"""Pareto fronts, hypervolume and spreading a choice along a front (all objectives minimised).
+
+Non-dominated sorting and hypervolume come from moocore (C implementations, maintained for exactly this).
+"""
 
 from __future__ import annotations
 
+import moocore
 import numpy as np
 
 
 def pareto_mask(values: np.ndarray) -> np.ndarray:
-    """True for the rows no other row dominates (<= everywhere and < somewhere)."""
+    """True for the rows no other row dominates (<= everywhere and < somewhere); equal rows are all kept."""
     values = np.asarray(values, dtype=float)
-    dominated = np.zeros(len(values), dtype=bool)
-    for i, row in enumerate(values):
-        better_or_equal = np.all(values <= row, axis=1)
-        strictly_better = np.any(values < row, axis=1)
-        dominated[i] = np.any(better_or_equal & strictly_better)
-    return ~dominated
+    if not len(values):
+        return np.zeros(0, dtype=bool)
+    return np.asarray(moocore.is_nondominated(values, keep_weakly=True), dtype=bool)
 
 
 def nondominated_ranks(values: np.ndarray) -> np.ndarray:
     """0 for the front, 1 for the front once it is removed, and so on."""
     values = np.asarray(values, dtype=float)
-    ranks = np.full(len(values), -1)
-    remaining = np.arange(len(values))
-    rank = 0
-    while remaining.size:
-        mask = pareto_mask(values[remaining])
-        ranks[remaining[mask]] = rank
-        remaining = remaining[~mask]
-        rank += 1
-    return ranks
+    if not len(values):
+        return np.zeros(0, dtype=int)
+    return np.asarray(moocore.pareto_rank(values), dtype=int)
 
 
 def spread(values: np.ndarray, count: int) -> list[int]:
@@ -50,12 +45,9 @@ def spread(values: np.ndarray, count: int) -> list[int]:
 
 
 def hypervolume(points: np.ndarray, reference: np.ndarray) -> float:
-    """Volume dominated by `points` up to `reference` (minimisation). Optuna's exact algorithm; it has no public
-    entry point in Optuna 5, so it is reached here and nowhere else."""
-    from optuna._hypervolume import compute_hypervolume
-
+    """Volume dominated by `points` up to `reference` (minimisation); points beyond it add nothing."""
     points = np.minimum(np.asarray(points, dtype=float), reference)
-    return float(compute_hypervolume(points, np.asarray(reference, dtype=float))) if len(points) else 0.0
+    return float(moocore.hypervolume(points, ref=np.asarray(reference, dtype=float))) if len(points) else 0.0
 
 
 def greedy_hypervolume_order(values: np.ndarray, count: int) -> list[int]:
