@@ -150,6 +150,13 @@ def front_table(study: optuna.Study, metric_name: str | None = None) -> Table:
     for row in rows:
         if row.gate_failures:
             captions.append(f"#{row.trial} fails gate " + "; ".join(row.gate_failures))
+    wasted = dominated_by_int8(rows)
+    if wasted:
+        candidates = sum(r.role == "candidate" for r in rows)
+        captions.append(
+            f"{len(wasted)} of {candidates} candidates dominated by uniform INT8 (no more accurate, no faster at "
+            f"@{batch}, no smaller): " + ", ".join(f"#{t}" for t in wasted)
+        )
     if attrs.get("price_per_hour") is not None:
         captions.append(
             f"cost: {attrs.get('instance') or 'instance'} at ${attrs['price_per_hour']}/h serving at the measured "
@@ -168,6 +175,23 @@ def front_table(study: optuna.Study, metric_name: str | None = None) -> Table:
         )
     table.caption = "\n".join(captions)
     return table
+
+
+def dominated_by_int8(rows: list[FrontRow]) -> list[int]:
+    """Candidates uniform INT8 dominates on the measured axes (drop, throughput, size): full evaluations the
+    promotion wasted, since the plan a person would try first is better on every axis."""
+    int8 = next((r for r in rows if r.role == "int8"), None)
+    if int8 is None:
+        return []
+    found = []
+    for row in rows:
+        if row.role != "candidate":
+            continue
+        mine = (row.accuracy_drop_pts, -row.throughput_per_s, row.size_mb)
+        theirs = (int8.accuracy_drop_pts, -int8.throughput_per_s, int8.size_mb)
+        if all(t <= m for t, m in zip(theirs, mine, strict=True)) and any(t < m for t, m in zip(theirs, mine, strict=True)):
+            found.append(row.trial)
+    return found
 
 
 def _gates(row: FrontRow) -> str:

@@ -34,3 +34,19 @@ def test_long_plans_are_counted_and_drift_from_fp32_is_shown():
     assert "8b x20; 4 pruned 25%" in text and "encoder.layer.19.dense" not in text
     assert "0.2661" in text and "0.0117" in text and "-0.0000" not in text
     assert "lee_pearson" in text
+
+
+def test_candidates_uniform_int8_dominates_are_named():
+    names = ["conv", "fc"]
+    study = optuna.create_study(directions=["minimize"] * 3)
+    study.set_user_attr("throughput_batch", 64)
+    study.add_trial(_trial("fp32", [0.0, 1.0, 4.0], Plan({n: LayerChoice(32) for n in names}), 0.0))
+    study.add_trial(_trial("int8", [0.3, 0.5, 1.0], Plan({n: LayerChoice(8) for n in names}), 0.01))
+    slower = Plan({"conv": LayerChoice(32), "fc": LayerChoice(8)})
+    study.add_trial(_trial("candidate", [0.5, 0.9, 2.5], slower, 0.02))  # same throughput, worse drop, bigger
+    smaller = Plan({"conv": LayerChoice(8, 0.5), "fc": LayerChoice(8)})
+    study.add_trial(_trial("candidate", [0.8, 0.4, 0.6], smaller, 0.05))  # smaller than INT8: not dominated
+    console = Console(record=True, width=220)
+    console.print(front_table(study))
+    text = console.export_text()
+    assert "1 of 2 candidates dominated by uniform INT8" in text and ": #2" in text
