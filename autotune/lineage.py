@@ -105,7 +105,23 @@ class Lineage:
     def log(self, event: str, **details) -> dict:
         entry = {"event": event, "when": now(), "who": whoami(), **details}
         self.study.set_user_attr("history", [*self.history(), entry])
+        self.publish()
         return entry
+
+    def publish(self, events: int = 30) -> None:
+        """The lineage's state as a markdown note on its record study, so optuna-dashboard shows it."""
+        from optuna_dashboard import save_note
+
+        lines = [f"# Lineage {self.name}", "", "## Deployed", "", "| target | version | cycle | trial | when | who | why |"]
+        lines.append("|---|---|---|---|---|---|---|")
+        for target in self.targets():
+            r = self.current(target)
+            lines.append(f"| {target} | v{r['version']} | c{r['cycle']} | {r['trial']} | {r['when']} | {r['who']} | {r['why']} |")
+        lines += ["", f"## History (last {events})", "", "| when | event | details |", "|---|---|---|"]
+        for e in self.history()[-events:]:
+            details = ", ".join(f"{k}={v}" for k, v in e.items() if k not in ("event", "when", "who", "record", "deltas"))
+            lines.append(f"| {e['when']} | {e['event']} | {details.replace('|', '/')} |")
+        save_note(self.study, "\n".join(lines))
 
     # ------------------------------------------------------------ lock
 

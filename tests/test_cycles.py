@@ -194,6 +194,14 @@ def test_promote_rollback_history_export_round_trip(lineage_dir, tmp_path):
     shown = history.stdout + history.stderr
     assert "rollback" in shown and f"deployed on cpu-onnxruntime: v{before[-1]['version']}" in shown
 
+    # The same state, as a note optuna-dashboard renders on the lineage's record study.
+    from optuna_dashboard._note import get_note_from_system_attrs
+
+    storage = optuna.storages.RDBStorage(storage_url(lineage_dir))
+    record_study = optuna.load_study(study_name=f"{LINEAGE}/lineage", storage=storage)
+    note = get_note_from_system_attrs(storage.get_study_system_attrs(record_study._study_id), None)["body"]
+    assert f"| cpu-onnxruntime | v{before[-1]['version']} |" in note and "| rollback |" in note
+
     listed = autotune_cli("recipes", "--storage", storage_url(lineage_dir), cwd=lineage_dir)
     assert listed.returncode == 0 and f"{LINEAGE}@cpu-onnxruntime#v{record['version']}" in listed.stdout + listed.stderr
 
