@@ -3,7 +3,7 @@ VENV ?= .venv
 SUDO := $(shell [ "$$(id -u)" -eq 0 ] || echo sudo)
 FASHION_MNIST := /usr/share/datasets/fashion-mnist/t10k-images-idx3-ubyte.gz
 
-.PHONY: setup demo test lint benchmark benchmark-proxy benchmark-warm-start benchmark-calibration dashboard
+.PHONY: setup demo test lint benchmark benchmark-proxy benchmark-warm-start benchmark-calibration benchmark-samplers dashboard
 
 setup: $(VENV)/.installed $(FASHION_MNIST)
 
@@ -42,6 +42,10 @@ benchmark-warm-start: setup
 # Writes docs/calibration.md: ECE before/after compression and after temperature scaling on fashion-cnn.
 benchmark-calibration: setup
 	$(VENV)/bin/python benchmarks/calibration.py
+
+# Writes docs/samplers.md: NSGA-II, TPE, GPSampler and random search by proxy hypervolume over trials (10 seeds).
+benchmark-samplers: setup
+	$(VENV)/bin/python benchmarks/samplers.py --seeds 10 --trials 48
 
 dashboard: setup
 	$(VENV)/bin/autotune dashboard

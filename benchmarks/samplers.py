@@ -1,0 +1,137 @@
+"""Which sampler finds the proxy front fastest: NSGA-II, TPE (multivariate), GPSampler and random search at the same
+trial budget, by proxy hypervolume over trials (docs/samplers.md).
+
+fashion-cnn, study spec `fashion-cnn` (objectives: output divergence, measured latency on each target); every search
+starts with the spec's uniform anchors, as in a study; N seeds per sampler. Hypervolume on (log10 divergence,
+latencies) with one reference point shared by every sampler and seed (the worst value of each objective over all
+their trials). Run: `.venv/bin/python benchmarks/samplers.py [--seeds 10] [--trials 48]`.
+"""
+
+from __future__ import annotations
+
+import argparse
+import dataclasses
+import json
+import logging
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+import optuna
+from optuna.trial import TrialState
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT))
+
+from autotune.context import prepare  # noqa: E402
+from autotune.pareto import hypervolume  # noqa: E402
+from autotune.scoring import ProxyScorer  # noqa: E402
+from autotune.search import make_sampler  # noqa: E402
+from autotune.spec import load_study_spec  # noqa: E402
+
+READING = "## Reading"  # a hand-written section at the end of the page, kept when the figures are rewritten
+SAMPLERS = ("nsga2", "tpe", "gp", "random")
+
+
+def sampler_for(name: str, seed: int, trials: int) -> optuna.samplers.BaseSampler:
+    if name in ("nsga2", "tpe"):
+        return make_sampler(name, seed, trials)  # exactly what a study uses
+    if name == "gp":
+        return optuna.samplers.GPSampler(seed=seed, n_startup_trials=max(5, trials // 4))
+    return optuna.samplers.RandomSampler(seed=seed)
+
+
+def search(context, scorer, name: str, seed: int, trials: int) -> tuple[np.ndarray, float]:
+    study = optuna.create_study(directions=["minimize"] * len(scorer.objectives), sampler=sampler_for(name, seed, trials))
+    for ratio in context.spec.anchors:
+        study.enqueue_trial(context.space.params_for(context.space.uniform_plan(8, ratio)), skip_if_exists=True)
+
+    def objective(trial: optuna.Trial) -> tuple[float, ...]:
+        scores = scorer.score(context.space.suggest_plan(trial), context.spec.recovery.search_steps)
+        return tuple(scores[n] for n in scorer.objectives)
+
+    started = time.perf_counter()
+    study.optimize(objective, n_trials=trials)
+    seconds = time.perf_counter() - started
+    done = sorted(study.get_trials(deepcopy=False, states=(TrialState.COMPLETE,)), key=lambda t: t.number)
+    return np.array([t.values for t in done], dtype=float), seconds
+
+
+def transform(values: np.ndarray) -> np.ndarray:
+    out = values.copy()
+    out[:, 0] = np.log10(np.maximum(out[:, 0], 1e-6))
+    return out
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--seeds", type=int, default=10)
+    parser.add_argument("--trials", type=int, default=48)
+    parser.add_argument("--samplers", default=",".join(SAMPLERS))
+    parser.add_argument("--out", default=str(ROOT / "docs" / "samplers.md"))
+    args = parser.parse_args()
+    optuna.logging.set_verbosity(optuna.logging.WARNING)
+    logging.getLogger("nncf").setLevel(logging.ERROR)
+    started = time.time()
+    spec = load_study_spec("fashion-cnn")
+    spec = dataclasses.replace(spec, recovery=dataclasses.replace(spec.recovery, search_batchnorm="scoring_batch"))
+    context = prepare(spec)
+    scorer = ProxyScorer(context)
+    names = args.samplers.split(",")
+    runs, seconds = {}, {}
+    for seed in range(args.seeds):  # samplers interleaved seed by seed, so machine noise hits them alike
+        for name in names:
+            print(f"[{time.time() - started:.0f}s] {name} seed {seed}", flush=True)
+            runs[(name, seed)], seconds[(name, seed)] = search(context, scorer, name, seed, args.trials)
+    reference = np.concatenate([transform(v) for v in runs.values()]).max(axis=0) + 1e-9
+    curves = {
+        key: np.array([hypervolume(transform(v)[: k + 1], reference) for k in range(len(v))]) for key, v in runs.items()
+    }
+    best = max(curves[key][-1] for key in curves)
+    summary = {}
+    for name in names:
+        finals = np.array([curves[(name, s)][-1] / best for s in range(args.seeds)])
+        checkpoints = {
+            k: np.array([curves[(name, s)][k - 1] / best for s in range(args.seeds)])
+            for k in (12, 24, args.trials)
+            if k <= args.trials
+        }
+        summary[name] = {
+            "at_trials": {k: [float(np.median(v)), float(np.percentile(v, 25)), float(np.percentile(v, 75))] for k, v in checkpoints.items()},
+            "final_median": float(np.median(finals)),
+            "seconds_median": float(np.median([seconds[(name, s)] for s in range(args.seeds)])),
+        }
+    results = {"config": vars(args), "summary": summary, "seconds": round(time.time() - started)}
+    Path(args.out).with_suffix(".json").write_text(json.dumps(results, indent=2))
+    lines = [
+        "# Samplers compared on the proxy search",
+        "",
+        f"Generated by `benchmarks/samplers.py` ({results['seconds']} s) on fashion-cnn, study spec `fashion-cnn` "
+        f"(search-stage BatchNorm `scoring_batch`), {args.trials} trials per search including the spec's "
+        f"{len(spec.anchors)} uniform anchors, {args.seeds} seeds per sampler, samplers interleaved seed by seed. "
+        "Hypervolume as a fraction of the best final hypervolume of any run (one reference point for all); "
+        "median [IQR] over seeds.",
+        "",
+        "| sampler | " + " | ".join(f"after {k} trials" for k in summary[names[0]]["at_trials"]) + " | seconds per search (median) |",
+        "|---|" + "---:|" * (len(summary[names[0]]["at_trials"]) + 1),
+    ]
+    for name in names:
+        cells = [f"{m:.3f} [{q1:.3f}-{q3:.3f}]" for m, q1, q3 in summary[name]["at_trials"].values()]
+        lines.append(f"| {name} | " + " | ".join(cells) + f" | {summary[name]['seconds_median']:.1f} |")
+    lines += [
+        "",
+        "nsga2 and tpe are built exactly as a study builds them (`autotune.search.make_sampler`); gp is Optuna 5's "
+        "GPSampler (multi-objective), random is RandomSampler. The grids are declared as categorical choices, as in "
+        "the studies today.",
+        "",
+    ]
+    output = Path(args.out)
+    previous = output.read_text() if output.exists() else ""
+    reading = previous[previous.find(READING):] if READING in previous else ""
+    output.write_text("\n".join(lines) + ("\n" + reading if reading else ""))  # the hand-written reading is kept
+    print("\n".join(lines))
+
+
+if __name__ == "__main__":
+    main()
