@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 import torch
 
@@ -24,11 +24,16 @@ class StudyContext:
     space: SearchSpace
     recovery: Recovery
     replay_fingerprint: str = ""  # the recorded traffic the study replays, if any (part of its identity)
+    _identity: tuple[str, dict] | None = field(default=None, init=False, repr=False, compare=False)
 
     def identity(self) -> dict[str, str]:
+        """Hashes the calibration and validation inputs: computed once, read by the search, evaluator and warm start."""
         from autotune.identity import study_identity
 
-        return study_identity(self.spec, self.workload, self.replay_fingerprint)
+        key = self.replay_fingerprint
+        if self._identity is None or self._identity[0] != key:
+            self._identity = (key, study_identity(self.spec, self.workload, key))
+        return self._identity[1]
 
     @property
     def layers(self) -> ModelLayers:

@@ -35,7 +35,6 @@ from autotune.workloads import load_workload
 from autotune.workloads.base import with_checkpoint
 
 REGRESSION_EXIT = 3
-OBJECTIVE_INDEX = {"drop_pts": 0, "latency_p50_ms": 1, "size_mb": 2}
 
 
 @dataclass
@@ -66,10 +65,14 @@ def cycle_workload(spec: StudySpec, model: str | None):
     return workload, recording
 
 
-def drift_reference(workload, recording) -> dict:
-    """The FP32 model's output distribution on the data this cycle was tuned for; later traffic is compared to it."""
-    inputs = recording.inputs if recording is not None else workload.calibration
-    outputs = workload.io.run_batched(workload.fp32_model(), inputs)
+def drift_reference(context, comparison: ReplayComparison | None) -> dict:
+    """The FP32 model's output distribution on the data this cycle was tuned for; later traffic is compared to it.
+    With recorded traffic, the replay's FP32 answers already are that distribution."""
+    workload = context.workload
+    if comparison is not None:
+        outputs = comparison.fp32
+    else:
+        outputs = workload.io.run_batched(context.recovery.teacher, workload.calibration)
     return output_histogram(outputs, workload.io.output_kind)
 
 
@@ -141,7 +144,7 @@ def run_cycle(
             record |= {
                 "warm_start": warm.summary(),
                 "deployed_at_start": {d.deployment["target"]: d.deployment["version"] for d in deployed},
-                "drift_reference": drift_reference(workload, recording),
+                "drift_reference": drift_reference(context, comparison),
                 "studies": {
                     "proxy": context.spec.proxy_study,
                     "measured": [measured_study_name(context.spec.name, t.name) for t in spec.targets],
@@ -221,10 +224,8 @@ def warm_start_plan(storage, lineage: Lineage, context, number: int, source: str
     return warm
 
 
-def objective_value(trial: optuna.trial.FrozenTrial, objective: str) -> float:
-    if objective in OBJECTIVE_INDEX:
-        return trial.values[OBJECTIVE_INDEX[objective]]
-    value = trial.user_attrs.get(objective)
+def objective_value(study: optuna.Study, trial: optuna.trial.FrozenTrial, objective: str) -> float:
+    value = deploy.trial_metrics(study, trial).get(objective)
     return float("inf") if value is None else float(value)
 
 
@@ -262,7 +263,7 @@ def judge(spec: StudySpec, storage, lineage: Lineage, number: int, measured: dic
         passing = [
             t for t in complete if t.user_attrs.get("role") in ("candidate", "int8") and not t.user_attrs.get("gate_failures")
         ]
-        best = min(passing, key=lambda t: objective_value(t, policy.objective), default=None)
+        best = min(passing, key=lambda t: objective_value(study, t, policy.objective), default=None)
         regression = outcome.regressions[-1] if outcome.regressions and outcome.regressions[-1]["target"] == target else None
         if current is not None and current.user_attrs.get("gate_failures"):
             regression = {
@@ -280,7 +281,7 @@ def judge(spec: StudySpec, storage, lineage: Lineage, number: int, measured: dic
         if best is None:
             console.print(f"{target}: no candidate passes every gate; the deployed version stays")
             continue
-        value = objective_value(best, policy.objective)
+        value = objective_value(study, best, policy.objective)
         if target in promoted_here:
             console.print(f"{target}: already promoted in this cycle (resumed)")
             if regression is not None:
@@ -290,12 +291,12 @@ def judge(spec: StudySpec, storage, lineage: Lineage, number: int, measured: dic
             why = f"first deployment: best gate-passing {policy.objective} {value:.4g}"
         elif regression is not None or current is None:
             why = f"deployed v{version} fails its gates; best gate-passing {policy.objective} {value:.4g}"
-        elif beats(value, objective_value(current, policy.objective), policy.objective, policy.margin):
-            why = f"{policy.objective} {value:.4g} vs deployed {objective_value(current, policy.objective):.4g} (margin {policy.margin:g})"
+        elif beats(value, objective_value(study, current, policy.objective), policy.objective, policy.margin):
+            why = f"{policy.objective} {value:.4g} vs deployed {objective_value(study, current, policy.objective):.4g} (margin {policy.margin:g})"
         else:
             console.print(
                 f"{target}: best gate-passing trial {best.number} ({policy.objective} {value:.4g}) does not beat deployed "
-                f"v{current.user_attrs.get('deployed_version')} ({objective_value(current, policy.objective):.4g}) by "
+                f"v{current.user_attrs.get('deployed_version')} ({objective_value(study, current, policy.objective):.4g}) by "
                 f"{policy.margin:g}; the deployed version stays"
             )
             continue

@@ -163,9 +163,7 @@ class Evaluator:
             trial.set_user_attr("deployed_version", candidate.deployment["version"])
         try:
             timings = {}
-            builds = workspace() / "builds"
-            builds.mkdir(parents=True, exist_ok=True)
-            with tempfile.TemporaryDirectory(dir=builds) as folder:
+            with build_folder() as folder:
                 started = time.perf_counter()
                 if candidate.deployment is not None:
                     artifact = self.deployed_artifact(candidate, target, Path(folder))
@@ -230,9 +228,7 @@ class Evaluator:
             raise AutotuneError(f"{type(exc).__name__}: {exc}") from exc
 
     def replay_deployed(self, target: Target, candidate: Candidate) -> None:
-        builds = workspace() / "builds"
-        builds.mkdir(parents=True, exist_ok=True)
-        with tempfile.TemporaryDirectory(dir=builds) as folder:
+        with build_folder() as folder:
             try:
                 artifact = self.deployed_artifact(candidate, target, Path(folder))
                 self.replay.remember_deployed(target, artifact)
@@ -369,6 +365,13 @@ class Evaluator:
             fidelity["latency_proxy"] = latency_proxy
             fidelity["latency_vs_measured"] = _spearman([c.stage2[latency_proxy] for c in evaluated], measured)
         study.set_user_attr("fidelity", fidelity)
+
+
+def build_folder() -> tempfile.TemporaryDirectory:
+    """A scratch folder for one build, under the workspace (a large model may not fit in /tmp)."""
+    builds = workspace() / "builds"
+    builds.mkdir(parents=True, exist_ok=True)
+    return tempfile.TemporaryDirectory(dir=builds)
 
 
 def trial_key(trial) -> str:

@@ -49,8 +49,12 @@ class Lineage:
         if "kind" not in self.study.user_attrs:
             self.study.set_user_attr("kind", "lineage")
 
+    def _attrs(self) -> dict:
+        """The record study's attributes as stored now (another process may have changed them)."""
+        return optuna.load_study(study_name=self.study.study_name, storage=self.storage).user_attrs
+
     def _get(self, key: str, default):
-        return optuna.load_study(study_name=self.study.study_name, storage=self.storage).user_attrs.get(key, default)
+        return self._attrs().get(key, default)
 
     # ------------------------------------------------------------ cycles
 
@@ -80,8 +84,8 @@ class Lineage:
         stack = self.deployed(target)
         return stack[-1] if stack else None
 
-    def targets(self) -> list[str]:
-        attrs = optuna.load_study(study_name=self.study.study_name, storage=self.storage).user_attrs
+    def targets(self, attrs: dict | None = None) -> list[str]:
+        attrs = self._attrs() if attrs is None else attrs
         return sorted(k.removeprefix("deployed/") for k, v in attrs.items() if k.startswith("deployed/") and v)
 
     def push(self, target: str, record: dict) -> None:
@@ -112,13 +116,14 @@ class Lineage:
         """The lineage's state as a markdown note on its record study, so optuna-dashboard shows it."""
         from optuna_dashboard import save_note
 
+        attrs = self._attrs()  # read once for the whole note
         lines = [f"# Lineage {self.name}", "", "## Deployed", "", "| target | version | cycle | trial | when | who | why |"]
         lines.append("|---|---|---|---|---|---|---|")
-        for target in self.targets():
-            r = self.current(target)
+        for target in self.targets(attrs):
+            r = attrs[f"deployed/{target}"][-1]
             lines.append(f"| {target} | v{r['version']} | c{r['cycle']} | {r['trial']} | {r['when']} | {r['who']} | {r['why']} |")
         lines += ["", f"## History (last {events})", "", "| when | event | details |", "|---|---|---|"]
-        for e in self.history()[-events:]:
+        for e in attrs.get("history", [])[-events:]:
             details = ", ".join(f"{k}={v}" for k, v in e.items() if k not in ("event", "when", "who", "record", "deltas"))
             lines.append(f"| {e['when']} | {e['event']} | {details.replace('|', '/')} |")
         save_note(self.study, "\n".join(lines))

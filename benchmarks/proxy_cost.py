@@ -52,8 +52,10 @@ from autotune.workloads import LabelledData, Workload, load_workload, top1_accur
 from autotune.workloads.io import batch_size, take
 
 ROOT = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(ROOT))
+from benchmarks.pages import write_page  # noqa: E402
+
 RATIOS = (0.0, 0.25, 0.5)
-READING = "## Reading"  # a hand-written section at the end of the page, kept when the figures are rewritten
 
 
 @dataclass(frozen=True)
@@ -401,10 +403,7 @@ def main() -> None:
         rates = recovery_rates()
     text = report(args, setup, results, fidelities, minilm, rates) if results else str(fidelities)
     if results:
-        output = Path(args.output)
-        previous = output.read_text() if output.exists() else ""
-        reading = previous[previous.find(READING):] if READING in previous else ""
-        output.write_text(text + ("\n" + reading if reading else ""))  # the hand-written reading is kept
+        write_page(args.output, text)
     print(text)
 
 

@@ -12,7 +12,6 @@ from __future__ import annotations
 import argparse
 import dataclasses
 import json
-import logging
 import sys
 import time
 from pathlib import Path
@@ -29,8 +28,8 @@ from autotune.pareto import hypervolume  # noqa: E402
 from autotune.scoring import ProxyScorer  # noqa: E402
 from autotune.search import make_sampler  # noqa: E402
 from autotune.spec import load_study_spec  # noqa: E402
+from benchmarks.pages import log_divergence, quiet_libraries, write_page  # noqa: E402
 
-READING = "## Reading"  # a hand-written section at the end of the page, kept when the figures are rewritten
 SAMPLERS = ("nsga2", "tpe", "gp", "random")
 
 
@@ -58,12 +57,6 @@ def search(context, scorer, name: str, seed: int, trials: int) -> tuple[np.ndarr
     return np.array([t.values for t in done], dtype=float), seconds
 
 
-def transform(values: np.ndarray) -> np.ndarray:
-    out = values.copy()
-    out[:, 0] = np.log10(np.maximum(out[:, 0], 1e-6))
-    return out
-
-
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--seeds", type=int, default=10)
@@ -71,8 +64,7 @@ def main() -> None:
     parser.add_argument("--samplers", default=",".join(SAMPLERS))
     parser.add_argument("--out", default=str(ROOT / "docs" / "samplers.md"))
     args = parser.parse_args()
-    optuna.logging.set_verbosity(optuna.logging.WARNING)
-    logging.getLogger("nncf").setLevel(logging.ERROR)
+    quiet_libraries()
     started = time.time()
     spec = load_study_spec("fashion-cnn")
     spec = dataclasses.replace(spec, recovery=dataclasses.replace(spec.recovery, search_batchnorm="scoring_batch"))
@@ -84,9 +76,9 @@ def main() -> None:
         for name in names:
             print(f"[{time.time() - started:.0f}s] {name} seed {seed}", flush=True)
             runs[(name, seed)], seconds[(name, seed)] = search(context, scorer, name, seed, args.trials)
-    reference = np.concatenate([transform(v) for v in runs.values()]).max(axis=0) + 1e-9
+    reference = np.concatenate([log_divergence(v) for v in runs.values()]).max(axis=0) + 1e-9
     curves = {
-        key: np.array([hypervolume(transform(v)[: k + 1], reference) for k in range(len(v))]) for key, v in runs.items()
+        key: np.array([hypervolume(log_divergence(v)[: k + 1], reference) for k in range(len(v))]) for key, v in runs.items()
     }
     best = max(curves[key][-1] for key in curves)
     summary = {}
@@ -126,10 +118,7 @@ def main() -> None:
         "the studies today.",
         "",
     ]
-    output = Path(args.out)
-    previous = output.read_text() if output.exists() else ""
-    reading = previous[previous.find(READING):] if READING in previous else ""
-    output.write_text("\n".join(lines) + ("\n" + reading if reading else ""))  # the hand-written reading is kept
+    write_page(args.out, "\n".join(lines))
     print("\n".join(lines))
 
 

@@ -20,7 +20,6 @@ from __future__ import annotations
 import argparse
 import dataclasses
 import json
-import logging
 import sys
 import time
 from pathlib import Path
@@ -43,9 +42,9 @@ from autotune.warm_start import Source, WarmStartPlan, plans_from  # noqa: E402
 from autotune.workloads import load_workload  # noqa: E402
 from autotune.workloads.base import with_checkpoint  # noqa: E402
 from autotune.workloads.fashion_mnist import FashionResNet, revise  # noqa: E402
+from benchmarks.pages import log_divergence, quiet_libraries, write_page  # noqa: E402
 
 FRACTIONS = (0.95, 0.99)
-READING = "## Reading"  # a hand-written section at the end of the page, kept when the figures are rewritten
 ARMS = ("cold", "warm", "control", "reevaluate", "unrelated")
 
 
@@ -60,14 +59,8 @@ def values_of(study: optuna.Study) -> np.ndarray:
     return np.array([t.values for t in trials], dtype=float)
 
 
-def transform(values: np.ndarray) -> np.ndarray:
-    out = values.copy()
-    out[:, 0] = np.log10(np.maximum(out[:, 0], 1e-6))  # divergence spans orders of magnitude
-    return out
-
-
 def trajectory(values: np.ndarray, reference: np.ndarray) -> np.ndarray:
-    points = np.minimum(transform(values), reference)
+    points = np.minimum(log_divergence(values), reference)
     return np.array([hypervolume(points[: k + 1], reference) for k in range(len(points))])
 
 
@@ -104,8 +97,7 @@ def main() -> None:
     parser.add_argument("--search-batchnorm", default="scoring_batch", choices=("scoring_batch", "recalibrate"))
     parser.add_argument("--out", default=str(ROOT / "docs" / "warm-start.md"))
     args = parser.parse_args()
-    optuna.logging.set_verbosity(optuna.logging.WARNING)
-    logging.getLogger("nncf").setLevel(logging.ERROR)
+    quiet_libraries()
     started = time.time()
 
     spec = load_study_spec("fashion-cnn")
@@ -148,7 +140,7 @@ def main() -> None:
                     )
                 for arm, study in arms.items():
                     runs[(sampler, arm, seed)] = values_of(study)
-        everything = np.concatenate([transform(v) for v in runs.values()])
+        everything = np.concatenate([log_divergence(v) for v in runs.values()])
         reference = everything.max(axis=0) + 1e-9
         summary: dict = {"seed_plans": len(warm_seeds), "unrelated_seed_plans": len(unrelated_seeds), "samplers": {}}
         for sampler in args.samplers.split(","):
@@ -182,10 +174,7 @@ def main() -> None:
         results["revisions"][kind] = summary
     results["seconds"] = round(time.time() - started)
     Path(args.out).with_suffix(".json").write_text(json.dumps(results, indent=2))
-    output = Path(args.out)
-    previous = output.read_text() if output.exists() else ""
-    reading = previous[previous.find(READING):] if READING in previous else ""
-    output.write_text(render(results) + ("\n" + reading if reading else ""))  # the hand-written reading is kept
+    write_page(args.out, render(results))
     print(render(results))
 
 

@@ -469,3 +469,33 @@ def test_seed_order_covers_most_hypervolume_first():
     best_single = max(hypervolume(ranks[[i]], reference) for i in range(30))
     assert covered[0] == pytest.approx(best_single)
     assert hypervolume(np.array([[1.0, 5.0], [2.0, 2.0], [5.0, 1.0]]), np.array([6.0, 6.0])) == pytest.approx(18.0)
+
+
+def test_recorded_traffic_of_a_dict_input_encoder_replays_and_drifts(tmp_path, monkeypatch):
+    """A BERT classifier fed tokenizer-style dicts: the recording is matched to the inputs by name, keeps the
+    token dtypes, and its predicted-class distribution moves when the traffic does."""
+    import sys
+
+    import torch
+
+    from autotune.replay import ReplayComparison, load_recording, output_histogram, psi
+
+    monkeypatch.syspath_prepend(str(Path(__file__).parent))
+    sys.modules.pop("zoo", None)
+    import zoo
+
+    workload = zoo.tiny_bert()
+    inputs, labels = workload.validation.inputs, workload.validation.labels
+    np.savez(tmp_path / "requests.npz", labels=labels[:200].numpy(), **{k: v[:200].numpy() for k, v in inputs.items()})
+    recording = load_recording(tmp_path / "requests.npz", workload)
+    assert set(recording.inputs) == set(inputs) and recording.inputs["input_ids"].dtype == torch.int64
+    assert torch.equal(recording.inputs["attention_mask"], inputs["attention_mask"][:200])
+    comparison = ReplayComparison(recording, workload, workload.fp32_model(), requests=5)
+    assert comparison.fp32.shape == (200, 2)
+    reference = output_histogram(comparison.fp32, "logits")
+    # Traffic where token 7 dominates every sequence: the model's answers swing to one class.
+    shifted = {k: v[:200].clone() for k, v in inputs.items()}
+    shifted["input_ids"] = torch.where(shifted["attention_mask"] == 1, 7, 0)
+    moved = output_histogram(workload.io.run_batched(workload.fp32_model(), shifted), "logits")
+    assert psi(reference, output_histogram(comparison.fp32, "logits")) == pytest.approx(0.0, abs=1e-9)
+    assert psi(reference, moved) > 0.2

@@ -1,0 +1,32 @@
+"""What the benchmark scripts share: quiet libraries, the objective transform for hypervolume, and writing a page
+of results that keeps its hand-written reading."""
+
+from __future__ import annotations
+
+import logging
+from pathlib import Path
+
+import numpy as np
+import optuna
+
+READING = "## Reading"  # a hand-written section at the end of a page, kept when the figures are rewritten
+
+
+def quiet_libraries() -> None:
+    optuna.logging.set_verbosity(optuna.logging.WARNING)
+    logging.getLogger("nncf").setLevel(logging.ERROR)
+
+
+def log_divergence(values: np.ndarray) -> np.ndarray:
+    """Proxy objectives for hypervolume: the output divergence (first column) spans orders of magnitude, so log10."""
+    out = np.array(values, dtype=float, copy=True)
+    out[:, 0] = np.log10(np.maximum(out[:, 0], 1e-6))
+    return out
+
+
+def write_page(path: str | Path, text: str) -> None:
+    """Write the generated figures; a `## Reading` section already on the page is kept after them."""
+    output = Path(path)
+    previous = output.read_text() if output.exists() else ""
+    reading = previous[previous.find(READING):] if READING in previous else ""
+    output.write_text(text + ("\n" + reading if reading else ""))
