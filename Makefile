@@ -3,7 +3,7 @@ VENV ?= .venv
 SUDO := $(shell [ "$$(id -u)" -eq 0 ] || echo sudo)
 FASHION_MNIST := /usr/share/datasets/fashion-mnist/t10k-images-idx3-ubyte.gz
 
-.PHONY: setup demo test lint benchmark benchmark-proxy benchmark-warm-start benchmark-calibration benchmark-samplers dashboard
+.PHONY: setup demo test lint benchmark benchmark-quick benchmark-targets benchmark-proxy benchmark-warm-start benchmark-calibration benchmark-samplers dashboard
 
 setup: $(VENV)/.installed $(FASHION_MNIST)
 
@@ -26,8 +26,16 @@ test: setup
 	$(VENV)/bin/ruff check autotune tests
 	$(VENV)/bin/pytest -q
 
-# Writes docs/benchmarks.md: FP32 vs INT8 vs pruned INT8 on every CPU target, ratios from one run.
+# Writes docs/benchmarks.md: autotune vs FP32, INT8, NNCF accuracy control, random search, the uniform sweep and a
+# reference front, measured side by side (1-2 h on 2 cores); benchmark-quick checks the pipeline in minutes.
 benchmark: setup
+	$(VENV)/bin/python -m benchmarks.run
+
+benchmark-quick: setup
+	$(VENV)/bin/python -m benchmarks.run --quick --out .autotune/benchmarks/quick.md
+
+# Writes docs/targets.md: FP32 vs INT8 vs pruned INT8 on every CPU target, ratios from one run.
+benchmark-targets: setup
 	$(VENV)/bin/python benchmarks/targets.py
 
 # Writes docs/proxy-cost.md: one proxy trial's cost by phase on EfficientNet-B0, and the ranking kept by cheaper re-calibration.

@@ -23,27 +23,74 @@ from torch import nn
 from autotune.divergence import divergence
 from autotune.layers import ModelLayers, index_model
 from autotune.paths import cache_dir
-from autotune.plan import FULL_PRECISION_BITS, Plan
+from autotune.plan import FULL_PRECISION_BITS, HALF_PRECISION_BITS, Plan
 from autotune.pruning import GroupPruner
 from autotune.workloads import LabelledData, Workload
 from autotune.workloads.base import data_fingerprint
 from autotune.workloads.io import call, iter_batches, take, to_device
 
 
-def fake_quantize_weights(model: nn.Module, plan: Plan) -> nn.Module:
-    """Round each planned layer's weights to its bits, symmetric per output channel (per row for an
-    embedding table), in place."""
+def fake_quantize_weights(model: nn.Module, plan: Plan, half: torch.dtype = torch.bfloat16) -> nn.Module:
+    """Round each planned layer's weights to its bits, in place: integers symmetric per output channel (per
+    row for an embedding table), 16 bits to the `half` float format."""
     modules = dict(model.named_modules())
     with torch.no_grad():
         for name, bits in plan.bits().items():
             if bits >= FULL_PRECISION_BITS:
                 continue
             weight = modules[name].weight
+            if bits == HALF_PRECISION_BITS:
+                weight.copy_(weight.to(half).float())
+                continue
             levels = 2 ** (bits - 1) - 1
             flat = weight.reshape(weight.shape[0], -1)
             scale = (flat.abs().amax(dim=1) / levels).clamp_min(1e-12)
             zero = torch.zeros(weight.shape[0], dtype=torch.int32, device=weight.device)
             weight.copy_(torch.fake_quantize_per_channel_affine(weight, scale, zero, 0, -levels, levels))
+    return model
+
+
+def activation_ranges(model: nn.Module, io, inputs, names: list[str], batch_size: int = 128) -> dict[str, tuple[float, float]]:
+    """Per named layer, the min and max of its input over `inputs` (the calibration a static quantizer runs)."""
+    modules = dict(model.named_modules())
+    ranges: dict[str, list[float]] = {}
+
+    def record(name: str):
+        def hook(module, args):
+            value = args[0].detach()
+            low, high = float(value.min()), float(value.max())
+            seen = ranges.setdefault(name, [low, high])
+            seen[0], seen[1] = min(seen[0], low), max(seen[1], high)
+
+        return hook
+
+    handles = [modules[name].register_forward_pre_hook(record(name)) for name in names]
+    try:
+        with torch.no_grad():
+            io.run_batched(model, inputs, batch_size)
+    finally:
+        for handle in handles:
+            handle.remove()
+    return {name: (low, high) for name, (low, high) in ranges.items()}
+
+
+def quantize_activations(model: nn.Module, names: list[str], ranges: dict[str, tuple[float, float]]) -> nn.Module:
+    """Round the inputs of the named layers to 8 bits per tensor with calibrated ranges, as static INT8 runtimes do:
+    unsigned [0, max] where the calibrated input is never negative (after a ReLU), else symmetric signed."""
+    modules = dict(model.named_modules())
+    for name in names:
+        if name not in ranges:
+            continue  # a layer the calibration never reached
+        low, high = ranges[name]
+        if low >= 0:
+            scale, lowest, highest = max(high, 1e-12) / 255, 0, 255
+        else:
+            scale, lowest, highest = max(-low, high, 1e-12) / 127, -128, 127
+
+        def hook(module, args, scale=scale, lowest=lowest, highest=highest):
+            return (torch.fake_quantize_per_tensor_affine(args[0], scale, 0, lowest, highest), *args[1:])
+
+        modules[name].register_forward_pre_hook(hook)
     return model
 
 

@@ -206,7 +206,7 @@ def warm_start_plan(storage, lineage: Lineage, context, number: int, source: str
                 if explicit:
                     raise
                 console.print(f"[yellow]{exc}: the model's architecture changed, so this cycle starts cold")
-    if warm.seeds and spec.sampler == "tpe":
+    if warm.seeds and spec.sampler == "tpe":  # "auto" picks NSGA-II for a warm start
         console.print(
             "[yellow]warm start with TPE: measured, it does not reach the front sooner than a cold search and an "
             "unrelated source slows it (docs/warm-start.md); NSGA-II profits"

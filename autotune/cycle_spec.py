@@ -13,7 +13,7 @@ import re
 from dataclasses import dataclass
 from pathlib import Path
 
-POLICY_OBJECTIVES = ("drop_pts", "latency_p50_ms", "latency_p95_ms", "size_mb", "cost_per_million")
+POLICY_OBJECTIVES = ("drop_pts", "latency_p50_ms", "batch_latency_p50_ms", "latency_p95_ms", "size_mb", "cost_per_million")
 DURATION = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*([smhdw])\s*$")
 SECONDS = {"s": 1, "m": 60, "h": 3600, "d": 86400, "w": 604800}
 

@@ -30,15 +30,16 @@ from autotune.paths import workspace
 from autotune.progress import console, progress_bar
 from autotune.promotion import Candidate
 from autotune.quality import class_accuracy, expected_calibration_error, fit_temperature
-from autotune.search_space import measured_distributions, measured_params
+from autotune.search_space import PARAMS_ENCODING, measured_distributions, measured_params
 from autotune.spec import HardwareSpec
-from autotune.studies import fail_interrupted_trials, open_study
+from autotune.studies import check_params_encoding, fail_interrupted_trials, open_study
 from autotune.targets import Target, make_target
 
 
-def measured_metrics(metric_name: str) -> list[str]:
-    """Objectives of a measured study: the metric's drop vs FP32 (points, whatever its direction), p50, size."""
-    return [f"{metric_name}_drop_pts", "latency_p50_ms", "size_mb"]
+def measured_metrics(metric_name: str, hardware: HardwareSpec) -> list[str]:
+    """Objectives of a measured study: the metric's drop vs FP32 (points, whatever its direction), the latency the
+    hardware file chooses (p50 at its latency or its throughput batch), size."""
+    return [f"{metric_name}_drop_pts", hardware.latency_metric, "size_mb"]
 
 
 def measured_study_name(study_name: str, target_name: str) -> str:
@@ -63,7 +64,6 @@ class Evaluator:
         self.artifact_store = FileSystemArtifactStore(str(artifact_dir))
         artifact_dir.mkdir(parents=True, exist_ok=True)
         self.layer_names = list(context.layer_kinds)
-        self.metrics = measured_metrics(context.workload.metric_name)
         self._fp32_outputs = None
         self.replay = None  # a replay.ReplayComparison: each build against FP32 and the deployed version
         self.identity = context.identity()
@@ -81,7 +81,9 @@ class Evaluator:
 
     def run_target(self, target: Target, hardware: HardwareSpec, candidates: list[Candidate]) -> optuna.Study:
         spec = self.context.spec
-        study = open_study(self.storage, measured_study_name(spec.name, hardware.name), self.metrics)
+        metrics = measured_metrics(self.context.workload.metric_name, hardware)
+        study = open_study(self.storage, measured_study_name(spec.name, hardware.name), metrics)
+        check_params_encoding(study, PARAMS_ENCODING)
         study.set_user_attr("kind", "measured")
         study.set_user_attr("metric_name", self.context.workload.metric_name)
         study.set_user_attr("proxy_study", spec.proxy_study)
@@ -92,6 +94,7 @@ class Evaluator:
         study.set_user_attr("price_per_hour", hardware.price_per_hour)
         study.set_user_attr("latency_slo_p95_ms", hardware.latency_slo_p95_ms)
         study.set_user_attr("identity", self.identity)
+        study.set_user_attr("runtime_float_default", target.runtime_float_default())
         fail_interrupted_trials(study)
         done = {trial_key(t) for t in study.get_trials(deepcopy=False, states=(TrialState.COMPLETE,))}
         todo = [
@@ -215,11 +218,14 @@ class Evaluator:
             trial.set_user_attr("measurement", measurement.to_dict())
             trial.set_user_attr("throughput_per_s", measurement.throughput_per_s)
             trial.set_user_attr("cost_per_million", cost)
+            trial.set_user_attr("latency_p50_ms", measurement.latency_p50_ms)
             trial.set_user_attr("latency_p95_ms", measurement.latency_p95_ms)
+            trial.set_user_attr("batch_latency_p50_ms", measurement.batch_latency_ms)
             trial.set_user_attr("realised_precision", artifact.realised_precision)
             trial.set_user_attr("channels", artifact.channels)
             trial.set_user_attr("timings", timings)
-            study.tell(trial, [drop, measurement.latency_p50_ms, measurement.size_mb])
+            latency = {"latency_p50_ms": measurement.latency_p50_ms, "batch_latency_p50_ms": measurement.batch_latency_ms}
+            study.tell(trial, [drop, latency[target.spec.latency_metric], measurement.size_mb])
         except Exception as exc:
             trial.set_user_attr("fail_reason", f"{type(exc).__name__}: {exc}")
             study.tell(trial, state=TrialState.FAIL)
@@ -347,7 +353,8 @@ class Evaluator:
         """
         objective = self.context.spec.proxies.objectives[0]
         trials = {trial_key(t): t for t in study.get_trials(deepcopy=False, states=(TrialState.COMPLETE,))}
-        evaluated = [c for c in candidates if c.key in trials and c.deployment is None]
+        # Plans measured without proxy scores (a benchmark's random plans) have nothing to correlate.
+        evaluated = [c for c in candidates if c.key in trials and c.deployment is None and c.stage2]
         fidelity: dict = {"objective": objective, "points": len(evaluated)}
         drops = [trials[c.key].values[0] for c in evaluated]
         fidelity["stage1_vs_measured"] = _spearman([c.stage1.get(objective) for c in evaluated], drops)

@@ -69,17 +69,39 @@ def _plan_latency_ms(
         return summarise(target.time_with(runner, PROBE_MEASURE))["p50"]
 
 
-class LatencyTable:
-    """Base latency of a throughput batch and in-context ratios to it per (layer, bits) and per pruned group."""
+BASES = ("int8", "per_precision")
 
-    def __init__(self, spec: HardwareSpec, pruner: GroupPruner, build: BuildContext, channel_multiple: int = 1) -> None:
+
+def base_plans(spec: HardwareSpec, kinds: dict[str, str], bases: str) -> list[Plan]:
+    """The uniform plans the table is measured around: INT8 where the target runs it (else FP32) and, with
+    "per_precision", one more per other precision the target runs (each layer at it where its kind allows, else 8)."""
+    def uniform(bits: int) -> Plan:
+        return Plan({n: LayerChoice(bits if spec.supports(k, bits) else 8 if spec.supports(k, 8) else 32) for n, k in kinds.items()})
+
+    plans = {uniform(8).to_json(): uniform(8)}
+    if bases == "per_precision":
+        for bits in sorted({b for values in spec.weight_bits.values() for b in values} - {8}, reverse=True):
+            plan = uniform(bits)
+            plans.setdefault(plan.to_json(), plan)
+    return list(plans.values())
+
+
+class LatencyTable:
+    """Base latencies of a throughput batch and in-context ratios to them per (layer, bits) and per pruned group.
+
+    One base (INT8) compounds its ratios far from itself: a mostly-FP32 plan multiplies many FP32/INT8 ratios that
+    were each measured with every other layer at INT8 (on fashion-cnn, FP32 itself was once estimated at 10x its
+    measured latency). With a base per precision, a plan's estimate is the geometric mean of every base's estimate,
+    weighted by the fraction of layers at that base's precision, so uniform plans are exact and mixed ones interpolate.
+    """
+
+    def __init__(
+        self, spec: HardwareSpec, pruner: GroupPruner, build: BuildContext, channel_multiple: int = 1, bases: str = "int8"
+    ) -> None:
         self.spec = spec
         kinds = build.layers.kinds
-        self.base = Plan({name: LayerChoice(8 if spec.supports(kind, 8) else 32) for name, kind in kinds.items()})
-        bit_probes = [
-            (name, bits) for name, kind in kinds.items() for bits in spec.weight_bits.get(kind, (32,))
-            if bits != self.base.choice(name).bits
-        ]
+        self.bases = base_plans(spec, kinds, bases)
+        self.base = self.bases[0]
         groups = pruner.prunable
         memory = joblib.Memory(cache_dir("latency"), verbose=0)
         measure = memory.cache(_plan_latency_ms, ignore=["spec", "pruner", "build"])
@@ -89,31 +111,67 @@ class LatencyTable:
         def timed(plan: Plan) -> float:
             return measure(identity, architecture, plan.to_json(), channel_multiple, spec, pruner, samples)
 
+        probes = [
+            [(name, bits) for name, kind in kinds.items() for bits in spec.weight_bits.get(kind, (32,)) if bits != base.choice(name).bits]
+            for base in self.bases
+        ]
+        self.base_ms_of: list[float] = []
+        self.log_ratios_of: list[dict[tuple[str, int], float]] = []
+        self.log_prune_ratios_of: list[dict[str, float]] = []
         with progress_bar() as progress:
-            task = progress.add_task(f"latency table on {spec.name}", total=len(bit_probes) + len(groups) + 1)
-            self.base_ms = timed(self.base)
-            progress.update(task, advance=1)
-            self.log_ratios: dict[tuple[str, int], float] = {}
-            for name, bits in bit_probes:
-                changed = Plan(dict(self.base.layers) | {name: LayerChoice(bits)})
-                self.log_ratios[(name, bits)] = float(np.log(timed(changed) / self.base_ms))
+            total = sum(len(p) + len(groups) + 1 for p in probes)
+            task = progress.add_task(f"latency table on {spec.name}", total=total)
+            for base, bit_probes in zip(self.bases, probes, strict=True):
+                base_ms = timed(base)
                 progress.update(task, advance=1)
-            self.log_prune_ratios: dict[str, float] = {}
-            for group in groups:
-                changed = Plan(
-                    dict(self.base.layers)
-                    | {m: LayerChoice(self.base.choice(m).bits, PROBE_PRUNE) for m in group.layers}
-                )
-                self.log_prune_ratios[group.root] = float(np.log(timed(changed) / self.base_ms))
-                progress.update(task, advance=1)
+                log_ratios = {}
+                for name, bits in bit_probes:
+                    changed = Plan(dict(base.layers) | {name: LayerChoice(bits)})
+                    log_ratios[(name, bits)] = float(np.log(timed(changed) / base_ms))
+                    progress.update(task, advance=1)
+                log_prune = {}
+                for group in groups:
+                    changed = Plan(dict(base.layers) | {m: LayerChoice(base.choice(m).bits, PROBE_PRUNE) for m in group.layers})
+                    log_prune[group.root] = float(np.log(timed(changed) / base_ms))
+                    progress.update(task, advance=1)
+                self.base_ms_of.append(base_ms)
+                self.log_ratios_of.append(log_ratios)
+                self.log_prune_ratios_of.append(log_prune)
         self.group_of = {m: g.root for g in groups for m in g.layers}
 
-    def estimate_ms(self, plan: Plan) -> float:
-        """Estimated latency of one throughput batch: base x each layer's measured ratio for its bits x each
-        pruned group's measured ratio, interpolated in log space by its ratio."""
-        log_total = 0.0
-        for name in self.base.layers:
-            log_total += self.log_ratios.get((name, plan.choice(name).bits), 0.0)
-        for root, log_ratio in self.log_prune_ratios.items():
+    @property
+    def base_ms(self) -> float:
+        return self.base_ms_of[0]
+
+    @property
+    def log_ratios(self) -> dict[tuple[str, int], float]:
+        return self.log_ratios_of[0]
+
+    @property
+    def log_prune_ratios(self) -> dict[str, float]:
+        return self.log_prune_ratios_of[0]
+
+    def _log_estimate(self, index: int, plan: Plan) -> float:
+        """log ms from one base: its latency x each layer's ratio for its bits x each pruned group's ratio, the
+        pruning ratio interpolated in log space."""
+        base = self.bases[index]
+        log_total = np.log(self.base_ms_of[index])
+        for name in base.layers:
+            log_total += self.log_ratios_of[index].get((name, plan.choice(name).bits), 0.0)
+        for root, log_ratio in self.log_prune_ratios_of[index].items():
             log_total += log_ratio * plan.choice(root).prune / PROBE_PRUNE
-        return self.base_ms * float(np.exp(log_total))
+        return float(log_total)
+
+    def estimate_ms(self, plan: Plan) -> float:
+        """Estimated latency of one throughput batch (see the class doc)."""
+        if len(self.bases) == 1:
+            return float(np.exp(self._log_estimate(0, plan)))
+        layers = list(self.base.layers)
+        weights = np.array(
+            [sum(plan.choice(n).bits == base.choice(n).bits for n in layers) / len(layers) for base in self.bases]
+        )
+        if weights.max() == 1.0:  # a uniform plan the table was measured around: its base alone, exactly
+            return float(np.exp(self._log_estimate(int(weights.argmax()), plan)))
+        weights = weights / weights.sum() if weights.sum() > 0 else np.full(len(self.bases), 1 / len(self.bases))
+        logs = np.array([self._log_estimate(i, plan) for i in range(len(self.bases))])
+        return float(np.exp(np.dot(weights, logs)))

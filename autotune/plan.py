@@ -11,12 +11,14 @@ from dataclasses import dataclass, field
 from autotune.errors import PlanError
 
 FULL_PRECISION_BITS = 32
-SUPPORTED_BITS = (4, 8, 32)
+HALF_PRECISION_BITS = 16  # a 16-bit float (bf16 or f16: the target's hardware file names which)
+SUPPORTED_BITS = (4, 8, 16, 32)
+FLOAT_BITS = (HALF_PRECISION_BITS, FULL_PRECISION_BITS)  # layers left in floating point, not integer-quantized
 
 
 @dataclass(frozen=True)
 class LayerChoice:
-    """What to do to one layer: quantize its weights to `bits` and prune `prune` of its output channels."""
+    """What to do to one layer: run it at `bits` (integer 4 or 8, float 16 or 32) and prune `prune` of its output channels."""
 
     bits: int = FULL_PRECISION_BITS
     prune: float = 0.0

@@ -87,6 +87,7 @@ def promote(context: StudyContext, scorer: ProxyScorer, study: optuna.Study) -> 
             progress.update(task, advance=1)
     if not rescored:
         return pool, []
+    rescored = without_int8_dominated(context, scorer, rescored, objectives)
     stage2 = np.array([[c.stage2[n] for n in objectives] for c in rescored])
     promoted = [rescored[i] for i in pick_by_rank(stage2, spec.promote)]
     study.set_user_attr(
@@ -103,6 +104,20 @@ def promote(context: StudyContext, scorer: ProxyScorer, study: optuna.Study) -> 
         ],
     )
     return rescored, promoted
+
+
+def without_int8_dominated(
+    context: StudyContext, scorer: ProxyScorer, rescored: list[Candidate], objectives: list[str]
+) -> list[Candidate]:
+    """Drop the plans whose re-scored proxies are no better than uniform INT8's on any objective nor on size: a full evaluation
+    of a plan INT8 dominates is wasted (INT8 is measured anyway). All are kept if that would leave none."""
+    int8 = scorer.score(context.reference_plans()["int8"], 0)  # unpruned: the recovery budget does not change it
+    axes = [*objectives, *(["model_size"] if "model_size" in int8 else [])]  # the measured study's axes, estimated
+    reference = np.array([int8[n] for n in axes])
+    kept = [c for c in rescored if np.any(np.array([c.stage2[n] for n in axes]) < reference)]
+    if kept and len(kept) < len(rescored):
+        console.print(f"promotion: {len(rescored) - len(kept)} re-scored plans left out, dominated by uniform INT8 on the proxies")
+    return kept or rescored
 
 
 def reference_candidates(context: StudyContext, scorer: ProxyScorer) -> list[Candidate]:

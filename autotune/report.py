@@ -9,6 +9,7 @@ import optuna
 from optuna.trial import TrialState
 from rich.table import Table
 
+from autotune.deploy import trial_metrics
 from autotune.gates import failed_gates
 from autotune.pareto import pareto_mask
 from autotune.plan import Plan
@@ -23,6 +24,7 @@ class FrontRow:
     accuracy_drop_pts: float
     latency_p50_ms: float
     latency_p95_ms: float
+    batch_latency_p50_ms: float
     throughput_per_s: float
     size_mb: float
     cost_per_million: float | None
@@ -59,8 +61,9 @@ def measured_rows(study: optuna.Study, metric_name: str = "accuracy") -> list[Fr
             on_front=t.number in on_front,
             accuracy=t.user_attrs.get(metric_name, float("nan")),
             accuracy_drop_pts=t.values[0],
-            latency_p50_ms=t.values[1],
+            latency_p50_ms=_or_nan(metrics["latency_p50_ms"]),
             latency_p95_ms=t.user_attrs.get("latency_p95_ms", float("nan")),
+            batch_latency_p50_ms=_or_nan(metrics["batch_latency_p50_ms"]),
             throughput_per_s=t.user_attrs.get("throughput_per_s", float("nan")),
             size_mb=t.values[2],
             cost_per_million=t.user_attrs.get("cost_per_million"),
@@ -68,12 +71,29 @@ def measured_rows(study: optuna.Study, metric_name: str = "accuracy") -> list[Fr
             fp32_divergence=t.user_attrs.get("fp32_divergence", float("nan")),
             gate_failures=None if "gate_failures" not in t.user_attrs else tuple(t.user_attrs["gate_failures"]),
         )
-        for t in trials
+        for t, metrics in ((t, trial_metrics(study, t)) for t in trials)
     ]
     references = sorted((r for r in rows if r.role != "candidate"), key=lambda r: r.role)
     # Every measured candidate is shown (a dominated one tells what the search got wrong); `front` marks the front.
     candidates = sorted((r for r in rows if r.role == "candidate"), key=lambda r: (not r.on_front, r.accuracy_drop_pts))
     return references + candidates
+
+
+def _fp32_precision(study: optuna.Study) -> str:
+    """Which float precision the FP32 row really ran at, beside what the runtime would pick if not told."""
+    fp32 = next((t for t in study.get_trials(deepcopy=False, states=(TrialState.COMPLETE,)) if t.user_attrs.get("role") == "fp32"), None)
+    if fp32 is None or not fp32.user_attrs.get("realised_precision"):
+        return ""
+    ran = ", ".join(sorted(set(fp32.user_attrs["realised_precision"].values())))
+    default = study.user_attrs.get("runtime_float_default")
+    text = f"fp32 ran its layers at {ran}"
+    if default and default != ran:
+        return text + f"; left to itself this runtime would run them at {default} on this machine (see docs/benchmarks.md)"
+    return text + (f" (this runtime's own default here: {default})" if default else "")
+
+
+def _or_nan(value: float | None) -> float:
+    return float("nan") if value is None else value
 
 
 def _ratio(value: float, base: FrontRow | None, attribute: str) -> str:
@@ -142,11 +162,15 @@ def front_table(study: optuna.Study, metric_name: str | None = None) -> Table:
         else:
             captions.append(f"plan = layers per weight precision and pruned layers, of {len(layers)} (each trial's "
                             "`plan` attribute and its plan.json artifact hold the whole plan)")
-        captions.append("candidate * = on the measured Pareto front (drop, p50, MB) of the plans that pass every gate")
+        axes = ", ".join(study.metric_names or ("drop", "latency", "MB"))
+        captions.append(f"candidate * = on the measured Pareto front ({axes}) of the plans that pass every gate")
         captions.append(
             "out div = how far the built model's validation outputs are from torch FP32 (KL for logits, cosine "
             "distance for embeddings, normalised MSE otherwise): a metric within its noise can hide a drifted model"
         )
+    fp32_precision = _fp32_precision(study)
+    if fp32_precision:
+        captions.append(fp32_precision)
     for row in rows:
         if row.gate_failures:
             captions.append(f"#{row.trial} fails gate " + "; ".join(row.gate_failures))

@@ -7,7 +7,7 @@ import time
 
 import torch
 
-from autotune.compress import batchnorm_from_batches, fake_quantize_weights
+from autotune.compress import activation_ranges, batchnorm_from_batches, fake_quantize_weights, quantize_activations
 from autotune.context import StudyContext
 from autotune.errors import SpecError
 from autotune.plan import Plan
@@ -49,8 +49,16 @@ class ProxyScorer:
         example = take(context.calibration, slice(0, 2))
         self.channels_last = channels_last_holds(self.reference, context.workload.io, example)
         self._reference_outputs: dict[bool, torch.Tensor] = {}
+        self._activation_ranges: dict[str, tuple[float, float]] | None = None
 
         self.last_seconds: dict[str, float] = {}
+
+    def activation_ranges(self) -> dict[str, tuple[float, float]]:
+        """Each layer's input range on the calibration inputs through the FP32 model, computed once."""
+        if self._activation_ranges is None:
+            io, calibration = self.context.workload.io, self.context.calibration
+            self._activation_ranges = activation_ranges(self.reference, io, calibration, list(self.context.layer_kinds))
+        return self._activation_ranges
 
     def reference_outputs(self, batchnorm_from_calibration: bool = False) -> torch.Tensor:
         """The FP32 model's outputs on the calibration inputs; with BatchNorm statistics from the calibration
@@ -79,6 +87,10 @@ class ProxyScorer:
         seconds["recovered_model"] = time.perf_counter() - started
         started = time.perf_counter()
         compressed = fake_quantize_weights(copy.deepcopy(recovered), plan)
+        if self.context.spec.proxies.activations == "int8":
+            kinds = self.context.layer_kinds
+            static = [n for n, bits in plan.bits().items() if bits == 8 and kinds[n] in ("conv", "linear")]
+            quantize_activations(compressed, static, self.activation_ranges())
         seconds["quantize"] = time.perf_counter() - started
         proxy_context = ProxyContext(
             plan=plan,

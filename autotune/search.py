@@ -14,12 +14,26 @@ from autotune.identity import layer_fingerprints
 from autotune.pareto import pareto_mask
 from autotune.progress import console, progress_bar
 from autotune.scoring import ProxyScorer
-from autotune.studies import FINISHED, fail_interrupted_trials, find_study_names, open_study
+from autotune.search_space import PARAMS_ENCODING
+from autotune.studies import FINISHED, check_params_encoding, fail_interrupted_trials, find_study_names, open_study
+
+
+def sampler_name(name: str, warm: bool) -> str:
+    """"auto": TPE for a cold search, NSGA-II for a warm-started one (measured: docs/samplers.md, docs/warm-start.md)."""
+    if name != "auto":
+        return name
+    return "nsga2" if warm else "tpe"
 
 
 def make_sampler(name: str, seed: int, trials: int) -> optuna.samplers.BaseSampler:
+    """The study's sampler; model-based ones start after a quarter of the budget (at least 5) of random trials."""
+    startup = max(5, trials // 4)
     if name == "tpe":
-        return optuna.samplers.TPESampler(seed=seed, multivariate=True, n_startup_trials=max(5, trials // 4))
+        return optuna.samplers.TPESampler(seed=seed, multivariate=True, n_startup_trials=startup)
+    if name == "gp":
+        return optuna.samplers.GPSampler(seed=seed, n_startup_trials=startup)
+    if name == "random":
+        return optuna.samplers.RandomSampler(seed=seed)
     # Several generations even on a small budget: the default population of 50 would be one random generation.
     return optuna.samplers.NSGAIISampler(seed=seed, population_size=int(np.clip(trials // 4, 8, 50)))
 
@@ -56,10 +70,13 @@ def run_search(
     budget = trials if trials is not None else spec.trials
     metric_names = list(scorer.objectives)
     finished_before = finished_trials(context, storage)
-    sampler = make_sampler(spec.sampler, spec.seed + finished_before, budget)
+    chosen = sampler_name(spec.sampler, warm=bool(seeds))
+    sampler = make_sampler(chosen, spec.seed + finished_before, budget)
     study = open_study(storage, spec.proxy_study, metric_names, sampler)
+    check_params_encoding(study, PARAMS_ENCODING)
     study.set_user_attr("search_digest", spec.search_digest(context.workload.fingerprint))
     study.set_user_attr("spec", str(spec.path))
+    study.set_user_attr("sampler", chosen)
     study.set_user_attr("kind", "proxy search")
     study.set_user_attr("workload", spec.workload)
     study.set_user_attr("search_recovery_steps", spec.recovery.search_steps)

@@ -6,12 +6,13 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from fnmatch import fnmatchcase
 
+import numpy as np
 import optuna
-from optuna.distributions import BaseDistribution, CategoricalDistribution, FloatDistribution
+from optuna.distributions import BaseDistribution, CategoricalDistribution, FloatDistribution, IntDistribution
 
 from autotune.errors import SpecError
 from autotune.layers import ModelLayers
-from autotune.plan import SUPPORTED_BITS, LayerChoice, Plan
+from autotune.plan import FLOAT_BITS, SUPPORTED_BITS, LayerChoice, Plan
 from autotune.pruning import PruningGroup
 from autotune.spec import HardwareSpec, SearchSpaceSpec
 
@@ -31,11 +32,50 @@ class GroupSpace:
     layers: tuple[str, ...]
     ratios: tuple[float, ...]
     widths: tuple[int, ...]  # channels kept at each ratio
+    grid: tuple[float, ...] = ()  # every ratio the rules allow (several may keep the same channels)
+
+    def canonical(self, ratio: float) -> float:
+        """The smallest listed ratio keeping as many channels as the grid ratio nearest `ratio`."""
+        grid = self.grid or self.ratios
+        nearest = min(grid, key=lambda r: abs(r - ratio))
+        kept = [r for r in self.ratios if r <= nearest + 1e-9]
+        return kept[-1] if kept else self.ratios[0]
+
+    def distribution(self) -> BaseDistribution:
+        """Ordered: a stepped float over an evenly spaced grid, else the index of the ratio."""
+        grid = self.grid or self.ratios
+        steps = np.diff(grid)
+        if len(grid) > 1 and np.allclose(steps, steps[0], atol=1e-9):
+            return FloatDistribution(grid[0], grid[-1], step=round(float(steps[0]), 9))
+        return IntDistribution(0, len(self.ratios) - 1)
+
+    def ratio_of(self, value) -> float:
+        dist = self.distribution()
+        if isinstance(dist, IntDistribution):
+            return self.ratios[int(value)]
+        return self.canonical(float(value))
+
+    def value_of(self, ratio: float):
+        """The parameter value that realises `ratio` (nearest on the grid)."""
+        dist = self.distribution()
+        if isinstance(dist, IntDistribution):
+            return min(range(len(self.ratios)), key=lambda i: abs(self.ratios[i] - ratio))
+        grid = self.grid or self.ratios
+        return min(grid, key=lambda r: abs(r - ratio))
+
+
+# The parameters' encoding: ordered grids since version 2 (a study recorded with another cannot be resumed).
+PARAMS_ENCODING = 2
 
 
 @dataclass(frozen=True)
 class SearchSpace:
-    """Bits per layer and a pruning ratio per coupled group; a dimension with one choice is fixed, not searched."""
+    """Bits per layer and a pruning ratio per coupled group; a dimension with one choice is fixed, not searched.
+
+    Both are ordered parameters, so samplers can use the order: `<layer>.bits_level` is the index of the layer's
+    bit-width in ascending order (0 = fewest bits), `<group root>.prune` a stepped float (or the index of the ratio
+    where the allowed ratios are not evenly spaced).
+    """
 
     layers: tuple[LayerSpace, ...]
     groups: tuple[GroupSpace, ...] = ()
@@ -49,29 +89,44 @@ class SearchSpace:
         dists: dict[str, BaseDistribution] = {}
         for layer in self.layers:
             if len(layer.bits) > 1:
-                dists[f"{layer.name}.bits"] = CategoricalDistribution(layer.bits)
+                dists[f"{layer.name}.bits_level"] = IntDistribution(0, len(layer.bits) - 1)
         for group in self.groups:
             if len(group.ratios) > 1:
-                dists[f"{group.root}.prune"] = CategoricalDistribution(group.ratios)
+                dists[f"{group.root}.prune"] = group.distribution()
         return dists
+
+    def choices(self) -> dict[str, list]:
+        """Per parameter, the values that give distinct plans, in order (a pruning grid may hold ratios that keep
+        the same channels; only the smallest of those is listed)."""
+        found = {}
+        for layer in self.layers:
+            if len(layer.bits) > 1:
+                found[f"{layer.name}.bits_level"] = list(range(len(layer.bits)))
+        for group in self.groups:
+            if len(group.ratios) > 1:
+                found[f"{group.root}.prune"] = [group.value_of(ratio) for ratio in group.ratios]
+        return found
 
     def plan_from_params(self, params: dict) -> Plan:
         """The plan of a trial: each layer's bits, and its group's ratio on every member of the group."""
         ratio_of = {}
         for group in self.groups:
-            ratio = float(params.get(f"{group.root}.prune", group.ratios[0]))
+            value = params.get(f"{group.root}.prune")
+            ratio = group.ratio_of(value) if value is not None else group.ratios[0]
             ratio_of.update({member: ratio for member in group.layers})
-        return Plan(
-            {
-                layer.name: LayerChoice(int(params.get(f"{layer.name}.bits", layer.bits[0])), ratio_of.get(layer.name, 0.0))
-                for layer in self.layers
-            }
-        )
+        choices = {}
+        for layer in self.layers:
+            level = params.get(f"{layer.name}.bits_level", 0)
+            choices[layer.name] = LayerChoice(layer.bits[int(level)], ratio_of.get(layer.name, 0.0))
+        return Plan(choices)
 
     def suggest_plan(self, trial: optuna.Trial) -> Plan:
         params = {}
         for name, dist in self.distributions().items():
-            params[name] = trial.suggest_categorical(name, dist.choices)
+            if isinstance(dist, IntDistribution):
+                params[name] = trial.suggest_int(name, dist.low, dist.high)
+            else:
+                params[name] = trial.suggest_float(name, dist.low, dist.high, step=dist.step)
         return self.plan_from_params(params)
 
     def params_for(self, plan: Plan) -> dict:
@@ -79,23 +134,29 @@ class SearchSpace:
         params = {}
         for layer in self.layers:
             if len(layer.bits) > 1:
-                params[f"{layer.name}.bits"] = min(layer.bits, key=lambda b: abs(b - plan.choice(layer.name).bits))
+                bits = plan.choice(layer.name).bits
+                params[f"{layer.name}.bits_level"] = min(range(len(layer.bits)), key=lambda i: abs(layer.bits[i] - bits))
         for group in self.groups:
             if len(group.ratios) > 1:
-                ratio = plan.choice(group.root).prune
-                params[f"{group.root}.prune"] = min(group.ratios, key=lambda r: abs(r - ratio))
+                params[f"{group.root}.prune"] = group.value_of(plan.choice(group.root).prune)
         return params
 
     def uniform_plan(self, bits: int, prune: float) -> Plan:
         """Every layer at the bits closest to `bits`, every group at the ratio closest to `prune`."""
-        params = {f"{layer.name}.bits": min(layer.bits, key=lambda b: abs(b - bits)) for layer in self.layers}
-        params |= {f"{group.root}.prune": min(group.ratios, key=lambda r: abs(r - prune)) for group in self.groups}
+        params = {
+            f"{layer.name}.bits_level": min(range(len(layer.bits)), key=lambda i: abs(layer.bits[i] - bits))
+            for layer in self.layers
+        }
+        params |= {f"{group.root}.prune": group.value_of(prune) for group in self.groups}
         return self.plan_from_params(params)
 
     def size(self) -> int:
+        """Distinct plans: bit choices times distinct pruned widths."""
         total = 1
-        for dist in self.distributions().values():
-            total *= len(dist.choices)
+        for layer in self.layers:
+            total *= len(layer.bits)
+        for group in self.groups:
+            total *= len(group.ratios)
         return total
 
 
@@ -159,7 +220,7 @@ def resolve(
             if refused:
                 raise SpecError(
                     f"{where}.bits: {refused} on {kind} layer {name!r} cannot be realised by target "
-                    f"{target.name!r} ({target.path}), which runs {kind} layers at {list(target.weight_bits.get(kind, (32,)))} bits"
+                    f"{target.name!r} ({target.path}), which runs {kind} layers at {target.realises(kind)}"
                 )
         resolved.append(LayerSpace(name, kind, rule.bits))
         grids[name] = rule.prune
@@ -169,17 +230,34 @@ def resolve(
                 f"{spec.path}: layers[{rule.index}].match: {rule.match!r} (kind {rule.kind}) matches no layer "
                 f"left after earlier rules; layers are {names}"
             )
+    _check_float_precisions(spec, resolved, targets)
     spaces = []
     for group in groups:
         allowed = set.intersection(*(set(grids[m]) for m in group.layers)) if not group.protected else {0.0}
+        grid = sorted(allowed | {0.0})
         ratios, widths = [], []
-        for ratio in sorted(allowed | {0.0}):
+        for ratio in grid:
             width = group.kept(ratio, spec.channel_multiple)
             if width not in widths:  # a ratio that keeps the same channels as a smaller one builds the same model
                 ratios.append(ratio)
                 widths.append(width)
-        spaces.append(GroupSpace(group.root, group.layers, tuple(ratios), tuple(widths)))
+        spaces.append(GroupSpace(group.root, group.layers, tuple(ratios), tuple(widths), tuple(grid)))
     space = SearchSpace(tuple(resolved), tuple(spaces))
     if not space.distributions():
         raise SpecError(f"{spec.path}: the search space has no choices for this model (every layer is fixed)")
     return space
+
+
+def _check_float_precisions(spec: SearchSpaceSpec, layers: list[LayerSpace], targets: tuple[HardwareSpec, ...]) -> None:
+    """A target running one float precision per model (OpenVINO's precision hint) cannot build a plan mixing 16 and
+    32 bits; refuse a space that can produce one."""
+    floats = {bits: [layer.name for layer in layers if bits in layer.bits] for bits in FLOAT_BITS}
+    if not all(floats.values()):
+        return
+    for target in targets:
+        if not target.float_per_layer:
+            raise SpecError(
+                f"{spec.path}: layers {floats[16][:3]} may run at 16 bits and {floats[32][:3]} at 32, but target "
+                f"{target.name!r} ({target.path}) runs every float layer of a model at one precision ([float] "
+                "per_layer = false): list 16 or 32 in `bits`, not both"
+            )

@@ -208,6 +208,7 @@ class ProxyRecipe:
     calibration_samples: int
     settings: dict[str, dict] = field(default_factory=dict)  # per-proxy tables, e.g. [latency_macs]
     description: str = ""
+    activations: str = "none"  # "int8": simulate static INT8 activations at 8-bit conv/linear inputs (ACTIVATIONS)
 
     @property
     def metrics(self) -> tuple[str, ...]:
@@ -225,6 +226,9 @@ def load_proxy_recipe(reference: str) -> ProxyRecipe:
     objectives = tuple(root.get("objectives", list, expected="a list of proxy names"))
     report = tuple(root.get("report", list, [], "a list of proxy names"))
     samples = root.number("calibration_samples", 256, 1, integer=True)
+    activations = root.get("activations", str, "none")
+    if activations not in ACTIVATIONS:
+        raise root.error("activations", f"{activations!r}: expected one of {list(ACTIVATIONS)}")
     settings = {}
     for name in known:
         if name in data:
@@ -238,7 +242,12 @@ def load_proxy_recipe(reference: str) -> ProxyRecipe:
                 raise root.error(key, f"{name!r} is not a known proxy; have {sorted(known)}")
     for name, table in settings.items():
         known[name].check_settings(Fields(path, table, f"{name}."))
-    return ProxyRecipe(path.stem, path, objectives, report, samples, settings, description)
+    return ProxyRecipe(path.stem, path, objectives, report, samples, settings, description, activations)
+
+
+# How the proxies' compressed model treats activations: as the weights' only ("none", weight-only targets), or
+# quantized to 8 bits per tensor at the inputs of 8-bit conv/linear layers, as static W8A8 targets run them.
+ACTIVATIONS = ("none", "int8")
 
 
 # ---------------------------------------------------------------- hardware targets
@@ -269,6 +278,15 @@ class HardwareSpec:
     instance: str = ""
     price_per_hour: float | None = None
     latency_slo_p95_ms: float | None = None
+    half: str | None = None  # the 16-bit float format layers at 16 bits run in here ("bf16", "f16"), None: none
+    float_per_layer: bool = True  # False: one float precision for the whole model (OpenVINO's precision hint)
+    half_note: str = ""  # why 16 bits is unavailable, when the file asked for it
+    latency_objective: str = "throughput_batch"  # which latency the measured study minimises (LATENCY_OBJECTIVES)
+
+    @property
+    def latency_metric(self) -> str:
+        """The measured study's latency objective: p50 of one call at the latency or the throughput batch."""
+        return LATENCY_OBJECTIVES[self.latency_objective]
 
     def cost_per_million(self, throughput_per_s: float) -> float | None:
         """Cost of a million requests when the instance serves at `throughput_per_s`."""
@@ -278,6 +296,11 @@ class HardwareSpec:
 
     def supports(self, kind: str, bits: int) -> bool:
         return bits in self.weight_bits.get(kind, ())
+
+    def realises(self, kind: str) -> str:
+        """The bit-widths a layer kind runs at, and why 16 is missing where the file asked for it."""
+        text = f"{list(self.weight_bits.get(kind, (32,)))} bits"
+        return f"{text} ({self.half_note})" if self.half_note else text
 
 
 def load_hardware(reference: str) -> HardwareSpec:
@@ -302,6 +325,9 @@ def load_hardware(reference: str) -> HardwareSpec:
                 raise bits_table.error(kind, f"{value!r}: expected bit-widths from {list(SUPPORTED_BITS)}")
         weight_bits[kind] = tuple(sorted(set(values)))
     bits_table.reject_unknown()
+    half, per_layer, half_note = _float_formats(root.sub("float"), backends[backend], root.get("options", dict, {}))
+    if half is None:
+        weight_bits = {kind: tuple(b for b in bits if b != 16) for kind, bits in weight_bits.items()}
     m = root.sub("measure")
     measure = MeasureSettings(
         warmup=m.number("warmup", 10, 0, integer=True),
@@ -311,6 +337,9 @@ def load_hardware(reference: str) -> HardwareSpec:
     )
     m.reject_unknown()
     slo = root.number("latency_slo_p95_ms", None, 0.0)
+    latency_objective = root.get("latency_objective", str, "throughput_batch")
+    if latency_objective not in LATENCY_OBJECTIVES:
+        raise root.error("latency_objective", f"{latency_objective!r}: expected one of {list(LATENCY_OBJECTIVES)}")
     cost = root.sub("cost")
     instance = cost.get("instance", str, "")
     price = cost.number("price_per_hour", None, 0.0)
@@ -331,9 +360,34 @@ def load_hardware(reference: str) -> HardwareSpec:
         instance,
         float(price) if price is not None else None,
         float(slo) if slo is not None else None,
+        half,
+        per_layer,
+        half_note,
+        latency_objective,
     )
     backends[backend].check_options(Fields(path, options, "options."))
     return spec
+
+
+HALF_FORMATS = ("bf16", "f16")
+# The measured study's latency objective, by the batch it is timed at (both are stored on every trial).
+LATENCY_OBJECTIVES = {"latency_batch": "latency_p50_ms", "throughput_batch": "batch_latency_p50_ms"}
+
+
+def _float_formats(fields: Fields, backend, options: dict) -> tuple[str | None, bool, str]:
+    """The [float] table: which 16-bit format layers at 16 bits run in (detected where `half = "auto"`), and whether
+    float layers may differ in precision within one model. Returns (format or None, per_layer, why not 16)."""
+    half = fields.get("half", str, "none")
+    if half not in (*HALF_FORMATS, "none", "auto"):
+        raise fields.error("half", f"{half!r}: expected one of {[*HALF_FORMATS, 'none', 'auto']}")
+    per_layer = fields.get("per_layer", bool, True)
+    fields.reject_unknown()
+    if half == "none":
+        return None, per_layer, ""
+    if half == "auto":
+        detected, why = backend.native_half(options)
+        return detected, per_layer, "" if detected else f"no native 16-bit float here: {why}"
+    return half, per_layer, ""
 
 
 # ---------------------------------------------------------------- study specs
@@ -412,7 +466,7 @@ class StudySpec:
         return hashlib.sha256(json.dumps(parts, sort_keys=True, default=str).encode()).hexdigest()[:16]
 
 
-SAMPLERS = ("nsga2", "tpe")
+SAMPLERS = ("auto", "nsga2", "tpe", "gp", "random")
 DEVICES = ("auto", "cpu", "cuda")
 SEARCH_BATCHNORM = ("recalibrate", "scoring_batch")
 
@@ -427,7 +481,7 @@ def load_study_spec(reference: str) -> StudySpec:
     target_refs = root.get("targets", list, expected="a list of hardware target names")
     storage = root.get("storage", str, "") or default_storage_url()
     search = root.sub("search")
-    sampler = search.get("sampler", str, "nsga2")
+    sampler = search.get("sampler", str, "auto")
     if sampler not in SAMPLERS:
         raise search.error("sampler", f"{sampler!r}: expected one of {list(SAMPLERS)}")
     trials = search.number("trials", 60, 1, integer=True)

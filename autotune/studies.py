@@ -52,6 +52,21 @@ def open_study(
     return study
 
 
+def check_params_encoding(study: optuna.Study, encoding: int) -> None:
+    """Refuse to add trials to a study whose parameters were encoded by another version (Optuna would reject the
+    changed distributions mid-run); record the encoding on a new one."""
+    recorded = study.user_attrs.get("params_encoding")
+    if recorded == encoding:
+        return
+    if recorded is not None or study.get_trials(deepcopy=False):
+        raise AutotuneError(
+            f"study {study.study_name!r} was recorded by an older autotune with parameters encoded differently "
+            f"(encoding {recorded or 1}, now {encoding}); its trials stay readable, but to search again give the study a "
+            "new name (or remove it: optuna delete-study)"
+        )
+    study.set_user_attr("params_encoding", encoding)
+
+
 def fail_interrupted_trials(study: optuna.Study) -> int:
     """Trials left RUNNING by a killed run are marked FAILED (with the reason) so resuming never waits on them."""
     stale = study.get_trials(deepcopy=False, states=(TrialState.RUNNING,))

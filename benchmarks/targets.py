@@ -2,7 +2,7 @@
 
 Workload, search space (channel multiple, which layers may be pruned) and recovery budget are the
 default study's (studies/fashion-cnn.toml), so the rows are the plans that study would build. Ratios are against the FP32 and INT8 rows measured in the same run (the machine is shared and
-noisy; absolute numbers move, ratios much less). Writes docs/benchmarks.md.
+noisy; absolute numbers move, ratios much less). Writes docs/targets.md.
 
     make benchmark        # or: .venv/bin/python benchmarks/targets.py [--targets cpu-openvino cpu-onnxruntime]
 """
@@ -38,7 +38,7 @@ def plans(context: StudyContext) -> dict[str, Plan]:
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--targets", nargs="+", default=["cpu-openvino", "cpu-onnxruntime"])
-    parser.add_argument("--output", type=Path, default=ROOT / "docs" / "benchmarks.md")
+    parser.add_argument("--output", type=Path, default=ROOT / "docs" / "targets.md")
     args = parser.parse_args()
 
     context = prepare(load_study_spec(STUDY))

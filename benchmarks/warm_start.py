@@ -75,7 +75,7 @@ def random_plans(context, count: int, seed: int) -> list:
     rng = np.random.default_rng(seed)
     plans = []
     for _ in range(count):
-        params = {name: dist.choices[rng.integers(len(dist.choices))] for name, dist in context.space.distributions().items()}
+        params = {name: values[rng.integers(len(values))] for name, values in context.space.choices().items()}
         plans.append((params, {"warm_start_kind": "random control"}))
     return plans
 

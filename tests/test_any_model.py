@@ -121,15 +121,15 @@ def test_every_searched_parameter_changes_the_model(name, tmp_path, monkeypatch)
 
     context = _context(name, tmp_path, monkeypatch)
     space, recovery = context.space, context.recovery
-    dists = space.distributions()
+    dists = space.choices()
     rng = random.Random(0)
     for _ in range(2):
-        params = {n: rng.choice(d.choices) for n, d in dists.items()}
+        params = {n: rng.choice(values) for n, values in dists.items()}
         base_plan = space.plan_from_params(params)
         base_pruned = recovery.pruned(base_plan)
         base = _fingerprint(fake_quantize_weights(recovery.pruned(base_plan), base_plan))
-        for parameter, dist in dists.items():
-            other = rng.choice([c for c in dist.choices if c != params[parameter]])
+        for parameter, values in dists.items():
+            other = rng.choice([c for c in values if c != params[parameter]])
             plan = space.plan_from_params(params | {parameter: other})
             pruned = recovery.pruned(plan)
             if parameter.endswith(".prune"):

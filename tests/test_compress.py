@@ -114,3 +114,27 @@ def test_batchnorm_from_the_scoring_batch_equals_recalibrating_on_it_then_scorin
     unrecalibrated = recovery.pruned(plan)
     with torch.no_grad():
         assert not torch.allclose(unrecalibrated(batch), expected, atol=2e-2, rtol=1e-2)
+
+
+def test_simulated_int8_activations_round_the_inputs_of_the_named_layers_only():
+    """Static INT8 as CPU runtimes run it: each named layer's input is rounded to 256 levels over its calibrated range
+    (unsigned after a ReLU, symmetric where the input goes negative); other layers see exact inputs."""
+    from autotune.compress import activation_ranges, quantize_activations
+    from autotune.workloads.io import ModelIO
+
+    torch.manual_seed(0)
+    model = torch.nn.Sequential(torch.nn.Linear(4, 16), torch.nn.ReLU(), torch.nn.Linear(16, 3)).eval()
+    inputs = torch.randn(64, 4)
+    io = ModelIO()
+    ranges = activation_ranges(model, io, inputs, ["0", "2"])
+    assert ranges["2"][0] == 0.0 and ranges["0"][0] < 0  # after the ReLU never negative; the raw input is
+    seen = {}
+    model[2].register_forward_pre_hook(lambda module, args: seen.__setitem__("2", args[0].clone()))
+    quantized = quantize_activations(copy.deepcopy(model), ["2"], ranges)
+    quantized[2].register_forward_pre_hook(lambda module, args: seen.__setitem__("q", args[0].clone()))
+    with torch.no_grad():
+        exact, rounded = model(inputs), quantized(inputs)
+    step = ranges["2"][1] / 255
+    assert not torch.equal(exact, rounded)
+    levels = seen["q"] / step
+    assert torch.allclose(levels, levels.round(), atol=1e-3) and (seen["q"] - seen["2"]).abs().max() <= step / 2 + 1e-6

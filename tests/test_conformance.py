@@ -67,8 +67,7 @@ def test_build_honours_the_plan(target, tiny_context, tmp_path):
     artifact = target.build(model, plan, tiny_context.build_context(), tmp_path)
     assert set(artifact.realised_precision) == set(tiny_context.layer_kinds)
     for name, precision in artifact.realised_precision.items():
-        is_full = precision in ("f32", "fp32")
-        assert is_full == (plan.choice(name).bits == 32), (name, precision, plan.choice(name))
+        assert (precision == "f32") == (plan.choice(name).bits == 32), (name, precision, plan.choice(name))
     teacher_channels = tiny_context.recovery.teacher.block1.conv1.out_channels
     assert artifact.channels["block1.conv1"] < teacher_channels
     assert all(path.is_file() for path in artifact.files) and artifact.size_bytes > 0

@@ -78,7 +78,7 @@ def test_run_creates_proxy_and_measured_studies(study_run):
 
 
 def check_measured_study(measured: optuna.Study) -> None:
-    assert measured.metric_names == ["accuracy_drop_pts", "latency_p50_ms", "size_mb"]
+    assert measured.metric_names == ["accuracy_drop_pts", "batch_latency_p50_ms", "size_mb"]
     assert measured.user_attrs["price_per_hour"] == 0.0893
     fidelity = measured.user_attrs["fidelity"]
     assert fidelity["latency_proxy"] == f"latency_measured@{measured.user_attrs['target']}"

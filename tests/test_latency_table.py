@@ -49,3 +49,19 @@ def test_every_layer_and_choice_was_probed_and_heavy_pruning_stays_positive(tabl
         }
     )
     assert 0 < table.estimate_ms(heavy) < float("inf")
+
+
+def test_a_base_per_precision_makes_every_uniform_plan_exact(tiny_context):
+    """FP32 far from the INT8 base was estimated at 10x its measured latency; with a base per precision the uniform
+    plans are measured, and a mixed plan lies between the estimates of its precisions' bases."""
+    table = LatencyTable(
+        load_hardware("cpu-onnxruntime"), tiny_context.recovery.pruner, tiny_context.build_context(), 8, "per_precision"
+    )
+    assert len(table.bases) >= 2
+    for index, base in enumerate(table.bases):
+        assert table.estimate_ms(base) == pytest.approx(table.base_ms_of[index])
+    fp32 = next(i for i, base in enumerate(table.bases) if set(base.bits().values()) == {32})
+    names = list(table.base.layers)
+    mixed = Plan({n: LayerChoice(32 if i % 2 else 8) for i, n in enumerate(names)})
+    estimates = [math.exp(table._log_estimate(i, mixed)) for i in (0, fp32)]
+    assert min(estimates) * 0.999 <= table.estimate_ms(mixed) <= max(estimates) * 1.001

@@ -104,3 +104,17 @@ def test_scoring_batch_statistics_score_fp32_as_the_reference_and_rank_like_reca
     assert fast_scores[0] > 0
     # Re-scoring (distillation steps) always uses the recovered model's own statistics.
     assert fast.score(plans[1], 2)["output_divergence"] == pytest.approx(slow.score(plans[1], 2)["output_divergence"])
+
+
+def test_promotion_leaves_out_plans_uniform_int8_dominates_on_the_proxies(scorer, tiny_context):
+    """A plan no better than INT8 on any objective nor on size would waste a full evaluation: INT8 is measured anyway."""
+    from autotune.promotion import Candidate, without_int8_dominated
+
+    objectives = list(scorer.objectives)
+    int8 = scorer.score(tiny_context.reference_plans()["int8"], 0)
+    worse = {n: v * 1.5 + 1e-3 for n, v in int8.items()}
+    faster = dict(worse) | {objectives[-1]: int8[objectives[-1]] * 0.5}
+    dominated = Candidate("candidate", uniform(tiny_context, 32), stage2=worse)
+    useful = Candidate("candidate", uniform(tiny_context, 8, 0.3), stage2=faster)
+    assert without_int8_dominated(tiny_context, scorer, [dominated, useful], objectives) == [useful]
+    assert without_int8_dominated(tiny_context, scorer, [dominated], objectives) == [dominated]  # never none

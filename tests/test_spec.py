@@ -60,10 +60,10 @@ def test_resolve_assigns_first_matching_rule_and_keeps_head_fp32(catalogue):
     assert by_name["fc1"].bits == (4, 8) and groups["fc1"].ratios == (0.0,)
     assert groups["stem.conv"].ratios == (0.0, 0.5) and groups["stem.conv"].widths == (32, 16)
     assert by_name["head"].bits == (32,)
-    assert "head.bits" not in space.distributions()
-    plan = space.plan_from_params({"fc1.bits": 4, "stem.conv.prune": 0.5})
+    assert "head.bits_level" not in space.distributions()
+    plan = space.plan_from_params({"fc1.bits_level": 0, "stem.conv.prune": 0.5})
     assert plan.choice("fc1").bits == 4 and plan.choice("stem.conv").prune == 0.5
-    assert space.params_for(plan)["fc1.bits"] == 4
+    assert space.params_for(plan)["fc1.bits_level"] == 0
 
 
 @pytest.mark.parametrize(
@@ -168,3 +168,83 @@ def test_study_spec_errors_name_the_nested_file(catalogue):
     )
     with pytest.raises(SpecError, match=r"v.toml: recovery.search_batchnorm: 'never': expected one of"):
         load_study_spec("v")
+
+
+def test_hardware_float_and_latency_objective_errors(catalogue):
+    write(catalogue / "hardware", "h", 'backend = "openvino"\n[float]\nhalf = "fp8"\n')
+    with pytest.raises(SpecError, match=r"h.toml: float.half: 'fp8': expected one of \['bf16', 'f16', 'none', 'auto'\]"):
+        load_hardware("h")
+    write(catalogue / "hardware", "l", 'backend = "openvino"\nlatency_objective = "p99"\n')
+    with pytest.raises(SpecError, match="latency_objective: 'p99': expected one of"):
+        load_hardware("l")
+
+
+def test_sixteen_bits_where_the_machine_has_no_native_half_is_refused_with_the_reason(catalogue):
+    """half = "auto" asks the runtime; OpenVINO on a CPU without AMX/AVX512-BF16 lists no BF16 capability."""
+    import openvino as ov
+
+    if {"BF16", "FP16"} & set(ov.Core().get_property("CPU", "OPTIMIZATION_CAPABILITIES")):
+        pytest.skip("this CPU runs 16-bit floats natively")
+    target = load_hardware("cpu-openvino")
+    assert target.half is None and not target.supports("conv", 16) and target.supports("conv", 8)
+    write(catalogue / "search_spaces", "s", '[[layers]]\nkind = "conv"\nbits = [8, 16]\n')
+    with pytest.raises(SpecError, match=r"\[16\] on conv layer .*\(no native 16-bit float here: the OpenVINO CPU plugin lists"):
+        resolve(load_search_space("s"), LAYERS, set(), (target,))
+
+
+def test_a_whole_model_float_target_refuses_a_space_mixing_16_and_32(catalogue):
+    write(catalogue / "hardware", "h", 'backend = "openvino"\n[weight_bits]\nconv = [8, 16, 32]\n[float]\nhalf = "bf16"\nper_layer = false\n')
+    target = load_hardware("h")
+    assert target.half == "bf16" and target.supports("conv", 16)
+    write(catalogue / "search_spaces", "s", '[[layers]]\nkind = "conv"\nbits = [8, 16, 32]\n')
+    with pytest.raises(SpecError, match=r"runs every float layer of a model at one precision .* list 16 or 32"):
+        resolve(load_search_space("s"), {"stem.conv": "conv", "block.conv1": "conv"}, set(), (target,))
+    write(catalogue / "search_spaces", "t", '[[layers]]\nkind = "conv"\nbits = [8, 16]\n')
+    space = resolve(load_search_space("t"), {"stem.conv": "conv", "block.conv1": "conv"}, set(), (target,))
+    assert space.layers[0].bits == (8, 16)
+
+
+def test_grids_are_ordered_parameters(catalogue):
+    """Bits as an integer level (0 = fewest bits), pruning as a stepped float mapped to the smallest ratio keeping the
+    same channels; a plan maps to parameters and back."""
+    from optuna.distributions import FloatDistribution, IntDistribution
+
+    write(
+        catalogue / "search_spaces",
+        "s",
+        '[[layers]]\nkind = "conv"\nbits = [8, 32]\nprune = { min = 0.0, max = 0.7, step = 0.1 }\n'
+        '[[layers]]\nkind = "linear"\nbits = [4, 8, 32]\n',
+    )
+    space = resolve(load_search_space("s"), LAYERS, {"head"})
+    dists = space.distributions()
+    assert dists["fc1.bits_level"] == IntDistribution(0, 2)
+    assert dists["stem.conv.prune"] == FloatDistribution(0.0, 0.7, step=0.1)
+    plan = space.plan_from_params({"fc1.bits_level": 1, "stem.conv.prune": 0.3, "block.conv1.prune": 0.7})
+    assert plan.choice("fc1").bits == 8 and plan.choice("stem.conv").prune == 0.3
+    assert space.plan_from_params(space.params_for(plan)) == plan
+    assert space.choices()["fc1.bits_level"] == [0, 1, 2]
+    # 32 channels, multiple 1: 0.7 keeps 10 channels, and no two ratios of the grid keep the same number.
+    assert space.choices()["stem.conv.prune"] == [0.0, 0.1, 0.2, 0.3, 0.4, 0.5, 0.6, 0.7]
+
+
+def test_a_pruning_ratio_keeping_the_same_channels_maps_to_the_smallest():
+    group = search_space.GroupSpace("c", ("c",), (0.0, 0.1, 0.3), (16, 8, 4), (0.0, 0.1, 0.2, 0.3))
+    assert group.ratio_of(0.2) == 0.1 and group.ratio_of(0.3) == 0.3 and group.ratio_of(0.0) == 0.0
+
+
+def test_a_study_recorded_with_another_parameter_encoding_is_refused():
+    import optuna
+
+    from autotune.errors import AutotuneError
+    from autotune.studies import check_params_encoding
+
+    storage = optuna.storages.InMemoryStorage()
+    old = optuna.create_study(storage=storage, study_name="old")
+    old.enqueue_trial({"x.bits": 8})
+    old.ask()
+    with pytest.raises(AutotuneError, match="study 'old' was recorded by an older autotune .*\(encoding 1, now 2\)"):
+        check_params_encoding(old, 2)
+    new = optuna.create_study(storage=storage, study_name="new")
+    check_params_encoding(new, 2)
+    check_params_encoding(new, 2)
+    assert new.user_attrs["params_encoding"] == 2

@@ -5,7 +5,7 @@ from __future__ import annotations
 from autotune.errors import SpecError
 from autotune.proxies.base import Proxy, ProxyContext
 
-DEFAULT_BIT_COST = {"32": 1.0, "8": 0.2, "4": 0.6}
+DEFAULT_BIT_COST = {"32": 1.0, "16": 0.5, "8": 0.2, "4": 0.6}
 
 
 class MacsLatency(Proxy):
@@ -18,7 +18,7 @@ class MacsLatency(Proxy):
         table = fields.get("bit_cost", dict, {}, "a table of bits -> relative cost per MAC")
         for key, value in table.items():
             if key not in DEFAULT_BIT_COST or not isinstance(value, (int, float)) or value <= 0:
-                raise SpecError(f"{fields.path}: {fields.prefix}bit_cost.{key}: expected keys 32/8/4 with costs > 0")
+                raise SpecError(f"{fields.path}: {fields.prefix}bit_cost.{key}: expected keys 32/16/8/4 with costs > 0")
         fields.reject_unknown()
 
     def compute(self, context: ProxyContext) -> float:

@@ -11,7 +11,7 @@ from torch import nn
 
 from autotune.errors import TargetError
 from autotune.layers import ModelLayers
-from autotune.plan import Plan
+from autotune.plan import FLOAT_BITS, Plan
 from autotune.targets.measure import summarise, time_calls
 from autotune.workloads import LabelledData
 from autotune.workloads.io import Inputs, ModelIO, repeat_first
@@ -78,6 +78,15 @@ class Target:
         fields.reject_unknown()
 
     @classmethod
+    def native_half(cls, options: dict) -> tuple[str | None, str]:
+        """The 16-bit float format this machine runs natively for `half = "auto"` ("bf16", "f16"), or None and why."""
+        return None, f"backend {cls.backend!r} has no 16-bit float path"
+
+    def runtime_float_default(self) -> str | None:
+        """The float precision this runtime picks on this machine when not told (OpenVINO: bf16 on AMX CPUs)."""
+        return "f32"
+
+    @classmethod
     def available(cls) -> tuple[bool, str]:
         """Whether this machine can run the target, and why not."""
         return True, ""
@@ -93,7 +102,14 @@ class Target:
             if not self.spec.supports(layer_kinds[name], choice.bits):
                 raise TargetError(
                     f"target {self.name!r} cannot run {layer_kinds[name]} layer {name!r} at {choice.bits} bits "
-                    f"(it realises {list(self.spec.weight_bits[layer_kinds[name]])})"
+                    f"(it realises {self.spec.realises(layer_kinds[name])})"
+                )
+        if not self.spec.float_per_layer:
+            floats = {plan.choice(name).bits for name in layer_kinds} & set(FLOAT_BITS)
+            if len(floats) > 1:
+                raise TargetError(
+                    f"target {self.name!r} runs every floating-point layer of a model at one precision; "
+                    f"this plan mixes {sorted(floats)} bits"
                 )
 
     def build(self, model: nn.Module, plan: Plan, context: BuildContext, directory: Path) -> Artifact:

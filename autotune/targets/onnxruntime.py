@@ -118,7 +118,7 @@ class OnnxRuntimeTarget(Target):
         return Artifact(self.name, directory, (final,), plan, realised, channels, context.io)
 
     def _verify(self, graph: onnx.ModelProto, layers, bits: dict[str, int]) -> dict[str, str]:
-        """What each layer's nodes became: 4-bit MatMulNBits, a QDQ pair with INT8 weights, or plain FP32."""
+        """What each layer's nodes became: 4-bit MatMulNBits, a QDQ pair with INT8 weights, or plain f32."""
         producers = {out: node for node in graph.graph.node for out in node.output}
         initializers = {init.name: init for init in graph.graph.initializer}
         by_name = {node.name: node for node in graph.graph.node}
@@ -143,10 +143,8 @@ class OnnxRuntimeTarget(Target):
                 activation_quantized = node.op_type == "Gather" or (
                     activation is not None and activation.op_type == "DequantizeLinear"
                 )
-                found = (
-                    "int8" if weight_int8 and activation_quantized else "fp32" if not weight_int8 else "int8-weights"
-                )
-            expected = {32: "fp32", 8: "int8", 4: "int4"}[planned]
+                found = "int8" if weight_int8 and activation_quantized else "f32" if not weight_int8 else "int8-weights"
+            expected = {32: "f32", 8: "int8", 4: "int4"}[planned]
             if found != expected:
                 raise TargetError(
                     f"target {self.name!r}: layer {layer!r} was planned at {planned} bits but the built graph has {found}"

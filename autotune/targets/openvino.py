@@ -15,7 +15,7 @@ from torch import nn
 
 from autotune.errors import TargetError
 from autotune.layers import out_channels
-from autotune.plan import Plan
+from autotune.plan import HALF_PRECISION_BITS, Plan
 from autotune.progress import third_party_output_hidden
 from autotune.targets.base import Artifact, BuildContext, Target
 from autotune.targets.export import export_onnx
@@ -25,7 +25,8 @@ WEIGHT_OPS = {"Convolution": 1, "GroupConvolution": 1, "MatMul": 1, "Gather": 0}
 # Ops NNCF puts between a weight constant and its consumer.
 WEIGHT_PATH = {"Convert", "Reshape", "Transpose", "Unsqueeze", "Squeeze", "FakeQuantize", "FakeConvert", "Subtract", "Multiply"}
 RUNTIME_COMPUTE = {"Convolution", "Deconvolution", "FullyConnected", "MatMul", "Gather"}
-REALISED = {32: {"f32"}, 8: {"u8", "i8"}, 4: {"i4", "u4"}}
+REALISED = {32: {"f32"}, 16: {"bf16", "f16"}, 8: {"u8", "i8"}, 4: {"i4", "u4"}}
+FLOAT_PRECISION_KEY = "autotune_float_precision"  # rt_info of the IR: the precision hint its float layers need
 
 
 def _weight_constant(op):
@@ -64,12 +65,31 @@ class OpenVINOTarget(Target):
         fields.get("int4_mode", str, "int4_sym")
         fields.reject_unknown()
 
-    def _config(self) -> dict:
+    @classmethod
+    def native_half(cls, options: dict) -> tuple[str | None, str]:
+        try:
+            import openvino as ov
+        except ImportError:  # a spec naming this target loads on a machine without the runtime (it cannot build)
+            return None, "openvino is not installed"
+
+        capabilities = ov.Core().get_property("CPU", "OPTIMIZATION_CAPABILITIES")
+        for capability, half in (("BF16", "bf16"), ("FP16", "f16")):
+            if capability in capabilities:
+                return half, ""
+        return None, f"the OpenVINO CPU plugin lists {list(capabilities)} (BF16 needs AMX or AVX512-BF16)"
+
+    def runtime_float_default(self) -> str | None:
+        import openvino as ov
+
+        return _precision_label(ov.Core().get_property("CPU", "INFERENCE_PRECISION_HINT"))
+
+    def _config(self, float_precision: str = "f32") -> dict:
         return {
             "INFERENCE_NUM_THREADS": self.spec.threads,
             "NUM_STREAMS": 1,
             "PERFORMANCE_HINT": "LATENCY",
-            "INFERENCE_PRECISION_HINT": "f32",  # no silent bf16/f16: FP32 layers must stay FP32
+            # Never the runtime's silent default (bf16 on AMX CPUs): the plan says which float layers run at.
+            "INFERENCE_PRECISION_HINT": float_precision,
         }
 
     def build(self, model: nn.Module, plan: Plan, context: BuildContext, directory: Path) -> Artifact:
@@ -98,6 +118,9 @@ class OpenVINOTarget(Target):
 
         with third_party_output_hidden():
             ov_model = self._compress(ov_model, context, bits, kinds, others, names)
+        # The precision hint applies to the whole model (check_plan refuses mixed float plans); it travels in the IR.
+        float_precision = self.spec.half if HALF_PRECISION_BITS in bits.values() else "f32"
+        ov_model.set_rt_info(float_precision, FLOAT_PRECISION_KEY)
         xml_path = directory / "model.xml"
         ov.save_model(ov_model, str(xml_path), compress_to_fp16=False)
         exported.path.unlink()
@@ -163,7 +186,7 @@ class OpenVINOTarget(Target):
         model = core.read_model(str(xml_path))
         if batch is not None:  # static shapes for timing: the CPU plugin is faster without dynamic dims
             model.reshape({name: ov.PartialShape(list(value.shape)) for name, value in _feed_shapes(batch).items()})
-        return core.compile_model(model, "CPU", self._config())
+        return core.compile_model(model, "CPU", self._config(float_precision(model)))
 
     def _verify(self, xml_path: Path, names: dict[str, list[str]], bits: dict[str, int]) -> dict[str, str]:
         """Each layer's execution precision in the compiled runtime graph, checked against the plan.
@@ -176,7 +199,7 @@ class OpenVINOTarget(Target):
 
         core = ov.Core()
         model = core.read_model(str(xml_path))
-        compiled = core.compile_model(model, "CPU", self._config())
+        compiled = core.compile_model(model, "CPU", self._config(float_precision(model)))
         ops = {op.get_friendly_name(): op for op in model.get_ordered_ops()}
         runtime = []
         for node in compiled.get_runtime_model().get_ordered_ops():
@@ -226,6 +249,17 @@ class OpenVINOTarget(Target):
         feed = artifact.io.feed(batch)
         request = self._compile(artifact.files[0], batch).create_infer_request()
         return lambda: request.infer(feed)
+
+
+def float_precision(ov_model) -> str:
+    """The precision hint an IR was built for (IRs built before 16-bit plans existed: f32)."""
+    if ov_model.has_rt_info(FLOAT_PRECISION_KEY):
+        return ov_model.get_rt_info(FLOAT_PRECISION_KEY).astype(str)
+    return "f32"
+
+
+def _precision_label(element_type) -> str:
+    return element_type.get_type_name()  # "f32", "bf16", "f16"
 
 
 def compress_embedding_tables(ov_model, gather_names: list[str]) -> None:

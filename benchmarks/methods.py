@@ -1,0 +1,109 @@
+"""The plans each compared method sends to the full evaluation, in the order it spends them.
+
+- autotune: the real proxy search and promotion (`autotune.search`, `autotune.promotion`), K promoted plans;
+- random: plans drawn uniformly from the same search space;
+- sweep: INT8 everywhere with the same pruning ratio on every layer, 0.1 ... 0.7 (what a person tries by hand);
+- NNCF's quantize_with_accuracy_control on the FP32 model, built here (OpenVINO only; not a plan).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import time
+from pathlib import Path
+
+import numpy as np
+
+from autotune.context import StudyContext
+from autotune.plan import Plan
+from autotune.promotion import promote
+from autotune.scoring import ProxyScorer
+from autotune.search import run_search
+from autotune.targets.base import Artifact
+from autotune.workloads.io import iter_batches, take
+
+SWEEP_RATIOS = (0.1, 0.2, 0.3, 0.4, 0.5, 0.6, 0.7)
+
+
+def sweep_plans(context: StudyContext, ratios=SWEEP_RATIOS) -> list[Plan]:
+    return [context.space.uniform_plan(8, ratio) for ratio in ratios]
+
+
+def random_plans(context: StudyContext, count: int, seed: int) -> list[Plan]:
+    """`count` distinct plans drawn uniformly (each parameter independently) from the search space."""
+    rng = np.random.default_rng(seed)
+    choices = context.space.choices()
+    plans: dict[str, Plan] = {}
+    for _ in range(count * 50):
+        if len(plans) == count:
+            break
+        plan = context.space.plan_from_params({name: values[rng.integers(len(values))] for name, values in choices.items()})
+        plans.setdefault(plan.digest(), plan)
+    return list(plans.values())
+
+
+def autotune_plans(
+    context: StudyContext, scorer: ProxyScorer, storage, trials: int, evaluations: int, seed: int, sampler: str
+) -> tuple[list[Plan], dict[str, float], list]:
+    """Run the proxy search and promotion as a study would; returns the promoted plans, the phase times and the
+    promoted candidates (their proxy scores)."""
+    spec = dataclasses.replace(
+        context.spec,
+        name=f"bench/autotune/{sampler}-s{seed}",
+        seed=seed,
+        sampler=sampler,
+        trials=trials,
+        promote=evaluations,
+        rescore=max(context.spec.rescore, 2 * evaluations),
+    )
+    run_context = dataclasses.replace(context, spec=spec)
+    phases = {}
+    started = time.perf_counter()
+    study = run_search(run_context, scorer, storage, trials)
+    phases["proxy_search_s"] = time.perf_counter() - started
+    started = time.perf_counter()
+    _, promoted = promote(run_context, scorer, study)
+    phases["rescore_s"] = time.perf_counter() - started
+    return [c.plan for c in promoted], phases, promoted
+
+
+def accuracy_control(context: StudyContext, target, max_drop_pts: float, folder: Path, validation_samples: int | None):
+    """NNCF's quantize_with_accuracy_control on the FP32 IR: INT8 everywhere, then layers reverted to FP32 by NNCF's
+    ranking until the validation metric is within `max_drop_pts` of FP32. Returns the artifact and the seconds."""
+    import nncf
+    import openvino as ov
+
+    started = time.perf_counter()
+    fp32_plan = context.reference_plans()["fp32"]
+    fp32 = target.build(context.recovery.teacher, fp32_plan, context.build_context(), folder / "fp32")
+    model = ov.Core().read_model(str(fp32.files[0]))
+    io, workload = context.workload.io, context.workload
+    calibration = context.calibration
+    samples = [take(calibration, slice(i, i + 1)) for i in range(len(calibration))]
+    validation = workload.validation
+    count = len(validation) if validation_samples is None else min(validation_samples, len(validation))
+    inputs = take(validation.inputs, slice(0, count))
+    labels = validation.labels_numpy()[:count]
+    # Each item carries its labels: NNCF validates on subsets of the items while it ranks layers.
+    batches = [(io.feed(part), labels[i * 256 : (i + 1) * 256]) for i, part in enumerate(iter_batches(inputs, 256))]
+
+    def validate(compiled, data) -> float:
+        items = list(data)
+        outputs = np.concatenate([compiled(feed)[compiled.output(0)] for feed, _ in items])
+        return float(workload.metric(outputs, np.concatenate([part for _, part in items])))
+
+    quantized = nncf.quantize_with_accuracy_control(
+        model,
+        calibration_dataset=nncf.Dataset(samples, io.feed),
+        validation_dataset=nncf.Dataset(batches),
+        validation_fn=validate,
+        max_drop=max_drop_pts / 100,
+        drop_type=nncf.DropType.ABSOLUTE,
+        subset_size=len(samples),
+    )
+    out = folder / "accuracy-control"
+    out.mkdir(parents=True, exist_ok=True)
+    xml = out / "model.xml"
+    ov.save_model(quantized, str(xml), compress_to_fp16=False)
+    artifact = Artifact(target.name, out, (xml, xml.with_suffix(".bin")), fp32_plan, {}, {}, io)
+    return artifact, time.perf_counter() - started

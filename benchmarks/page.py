@@ -1,0 +1,222 @@
+"""docs/benchmarks.md from one run's results: the method table per target, the issue's targets met or missed, proxy
+fidelity, whole-cycle times, and two PNG plots per target (hypervolume vs full evaluations; measured fronts)."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import numpy as np
+
+from benchmarks.pages import write_page
+
+METHOD_ORDER = ("autotune", "random", "sweep", "reference", "nncf-accuracy-control", "int8", "fp32")
+LABELS = {
+    "autotune": "autotune (proxy search + promotion)",
+    "random": "random search",
+    "sweep": "uniform sweep (INT8 + one pruning ratio)",
+    "reference": "reference front (random + uniform plans)",
+    "nncf-accuracy-control": "NNCF quantize_with_accuracy_control",
+    "int8": "uniform INT8 (NNCF PTQ)",
+    "fp32": "FP32",
+}
+
+
+def _interval(value) -> str:
+    if not value:
+        return "-"
+    median, low, high = value
+    return f"{median:.2f}x [{low:.2f}-{high:.2f}]"
+
+
+def _spread(values: list[float], fmt: str = "{:.3f}") -> str:
+    values = [v for v in values if v is not None]
+    if not values:
+        return "-"
+    if len(values) == 1:
+        return fmt.format(values[0])
+    return fmt.format(float(np.median(values))) + " [" + fmt.format(min(values)) + "-" + fmt.format(max(values)) + "]"
+
+
+def method_table(summary: dict, max_drop: float) -> list[str]:
+    lines = [
+        f"| method | full evaluations | hypervolume (of reference) | evaluations to 95% | best samples/s within {max_drop:g} pt vs INT8 | "
+        f"best batch-1 within {max_drop:g} pt vs INT8 | smallest within {max_drop:g} pt vs FP32 | wall time s |",
+        "|---|---:|---:|---:|---:|---:|---:|---:|",
+    ]
+    for method in METHOD_ORDER:
+        runs = summary["methods"].get(method)
+        if not runs:
+            continue
+        figures = list(runs.values())
+        if "hv_final" not in figures[0]:  # a single build, not a search
+            ratio = figures[0]["throughput_vs_int8"]
+            seconds = figures[0].get("seconds")
+            lines.append(
+                f"| {LABELS[method]} | 1 | - | - | {_interval(ratio)} (drop {figures[0]['drop_pts']:+.2f} pt) | - | - | "
+                + (f"{seconds:.0f}" if seconds is not None else "-") + " |"
+            )
+            continue
+        seeds = f" ({len(figures)} seeds)" if len(figures) > 1 else ""
+        best = [f["best_throughput_vs_int8"] for f in figures if f["best_throughput_vs_int8"]]
+        single = [f["best_batch1_vs_int8"] for f in figures if f["best_batch1_vs_int8"]]
+        lines.append(
+            f"| {LABELS[method]}{seeds} | {figures[0]['evaluations']} | {_spread([f['hv_final'] for f in figures])} | "
+            f"{_spread([f['evaluations_to_95'] for f in figures], '{:.0f}') if any(f['evaluations_to_95'] for f in figures) else 'not reached'} | "
+            f"{_interval(best[len(best) // 2]) if best else '-'} | {_interval(single[len(single) // 2]) if single else '-'} | "
+            f"{_spread([f['smallest_size_vs_fp32'] for f in figures], '{:.2f}x')} | {_spread([f['seconds'] for f in figures], '{:.0f}')} |"
+        )
+    return lines
+
+
+def targets_verdict(summary: dict, max_drop: float) -> list[str]:
+    """The issue's targets for this target, each met or missed, plainly."""
+    methods = summary["methods"]
+    autotune = list(methods.get("autotune", {}).values())
+    sweep = list(methods.get("sweep", {}).values())
+    lines = []
+
+    def verdict(ok: bool | None) -> str:
+        return "not measured" if ok is None else ("**met**" if ok else "**missed**")
+
+    if autotune:
+        needed = [f["evaluations_to_95"] for f in autotune]
+        ok = all(n is not None and n <= 16 for n in needed)
+        lines.append(f"- <= 16 full evaluations to 95% of the reference hypervolume: {verdict(ok)} (per seed: {needed})")
+        best = [f["best_throughput_vs_int8"][0] for f in autotune if f["best_throughput_vs_int8"]]
+        lines.append(
+            f"- >= 1.5x uniform INT8 throughput within {max_drop:g} pt: {verdict(bool(best) and float(np.median(best)) >= 1.5)} "
+            f"(median over seeds {float(np.median(best)) if best else float('nan'):.2f}x)"
+        )
+        vs_fp32 = [f["best_throughput_vs_fp32"][0] for f in autotune if f["best_throughput_vs_fp32"]]
+        lines.append(
+            f"- >= 2x the runtime's default FP32 ({summary['runtime_float_default']} on this machine): "
+            f"{verdict(bool(vs_fp32) and float(np.median(vs_fp32)) >= 2.0)} (median {float(np.median(vs_fp32)) if vs_fp32 else float('nan'):.2f}x)"
+        )
+        if sweep:
+            above = [f["hv_final"] > sweep[0]["hv_final"] for f in autotune]
+            lines.append(
+                f"- measured front's hypervolume above the uniform sweep's: {verdict(all(above))} "
+                f"({sum(above)} of {len(above)} seeds; sweep {sweep[0]['hv_final']:.3f}, autotune "
+                f"{_spread([f['hv_final'] for f in autotune])})"
+            )
+    fidelity = summary["fidelity"]
+    for kind in ("accuracy", "latency"):
+        found = fidelity.get(kind)
+        if found:
+            lines.append(
+                f"- Spearman >= 0.9 for the {kind} proxy over >= 20 measured plans: "
+                f"{verdict(found['spearman'] is not None and found['spearman'] >= 0.9 and found['plans'] >= 20)} "
+                f"({found['spearman']:+.2f}, 90% interval [{found['low']:+.2f}, {found['high']:+.2f}], {found['plans']} plans)"
+            )
+    lines.append(
+        f"- 0 promoted candidates dominated by uniform INT8: {verdict(summary['promoted_dominated_by_int8'] == 0)} "
+        f"({summary['promoted_dominated_by_int8']} of {summary['promoted']})"
+    )
+    return lines
+
+
+def plot(results: dict, out: Path) -> list[str]:
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    images = []
+    for name, summary in results["targets"].items():
+        figure, (left, right) = plt.subplots(1, 2, figsize=(12, 4.5))
+        for method in ("autotune", "random", "sweep", "reference"):
+            runs = summary["methods"].get(method, {})
+            for i, figures in enumerate(runs.values()):
+                curve = figures["hv_curve"]
+                left.plot(range(1, len(curve) + 1), curve, color=f"C{METHOD_ORDER.index(method)}", alpha=0.8 if i == 0 else 0.4,
+                          label=LABELS[method] if i == 0 else None)
+        left.axhline(0.95, color="grey", linestyle=":", label="95% of reference")
+        left.set_xlabel("full evaluations")
+        left.set_ylabel("hypervolume / reference hypervolume")
+        left.set_title(f"{name}: hypervolume vs full evaluations")
+        left.legend(fontsize=8)
+        rows = summary["rows"]
+        for method in ("reference", "random", "sweep", "autotune"):
+            keys = set(_keys(results, method))
+            points = np.array([[rows[k]["batch_latency_ms"], rows[k]["drop_pts"]] for k in keys if k in rows])
+            if len(points):
+                right.scatter(points[:, 0], points[:, 1], s=18, color=f"C{METHOD_ORDER.index(method)}", label=LABELS[method], alpha=0.7)
+        for role, marker in (("fp32", "s"), ("int8", "D")):
+            row = rows[summary["roles"][role]]
+            right.scatter([row["batch_latency_ms"]], [row["drop_pts"]], marker=marker, s=60, color="black", label=role)
+        if "nncf-accuracy-control" in rows:
+            row = rows["nncf-accuracy-control"]
+            right.scatter([row["batch_latency_ms"]], [row["drop_pts"]], marker="*", s=120, color="C4", label=LABELS["nncf-accuracy-control"])
+        right.set_xlabel("ms per call at the throughput batch (median of rounds)")
+        right.set_ylabel("accuracy drop (points)")
+        right.set_title(f"{name}: measured plans")
+        right.legend(fontsize=7)
+        figure.tight_layout()
+        path = out.with_name(f"{out.stem}-{name}.png")
+        figure.savefig(path, dpi=110)
+        plt.close(figure)
+        images.append(path.name)
+    return images
+
+
+def _keys(results: dict, method: str) -> list[str]:
+    return [k for keys in results["evaluated"].get(method, {}).values() for k in keys]
+
+
+def write_results(results: dict, out: Path) -> None:
+    out.parent.mkdir(parents=True, exist_ok=True)
+    out.with_suffix(".json").write_text(json.dumps(results, indent=1, default=str))
+    plot(results, out)
+    config, machine = results["config"], results["machine"]
+    max_drop = config["max_drop_pts"]
+    lines = [
+        "# autotune against the alternatives",
+        "",
+        f"Generated by `{results['command']}` on {results['date']} "
+        f"in {results['seconds']} s. Machine: {machine['cpu']}, {machine['cores']} cores, threads per target "
+        f"{results['threads']}; {machine['platform']}, Python {machine['python']}. Versions: "
+        + ", ".join(f"{k} {v}" for k, v in results["versions"].items())
+        + ".",
+        "",
+        f"Study `{config['study']}`; autotune: sampler `{results['sampler']}` (cold: `auto` is TPE), {config['trials']} proxy trials, "
+        f"{config['evaluations']} full evaluations, seeds 0-{config['seeds'] - 1}; random search: the same number of "
+        f"full evaluations, seeds 1000-{999 + config['seeds']}; uniform sweep ratios {list(config['sweep'])}; every "
+        f"plan at the study's full recovery budget. Hypervolume on (accuracy drop in points, ms per call at the "
+        f"throughput batch) with one reference point per target (5 points of drop, FP32's latency), as a fraction of the "
+        f"reference front's. Speeds: median of {config['rounds']} interleaved rounds (every artifact once per round, "
+        "random order), ratios taken within a round, [5th-95th percentile] over rounds. Several seeds: median "
+        "[min-max] over seeds.",
+        "",
+    ]
+    for name, summary in results["targets"].items():
+        lines += [f"## {name}", ""]
+        lines += method_table(summary, max_drop)
+        lines += ["", f"The FP32 row ran at f32; left to itself, this runtime runs FP32 models at "
+                  f"{summary['runtime_float_default']} on this machine. Reference hypervolume: {summary['reference_hv_source']}.", ""]
+        lines += ["Targets (issue 8):", ""] + targets_verdict(summary, max_drop) + [""]
+        fidelity = summary["fidelity"]
+        if fidelity:
+            lines.append(
+                f"Proxy fidelity over {fidelity['accuracy']['plans']} measured plans (true drops from "
+                f"{fidelity['drop_range_pts'][0]:+.2f} to {fidelity['drop_range_pts'][1]:+.2f} points; one drop's 90% "
+                f"bootstrap interval over the validation set is {fidelity['drop_interval_width_pts']:.2f} points wide)."
+            )
+            lines.append("")
+            variants = fidelity.get("accuracy_by_activations", {})
+            if variants:
+                lines += ["| accuracy proxy simulates | Spearman vs measured drop | 90% interval |", "|---|---:|---:|"]
+                for activations, found in variants.items():
+                    label = "weights only" if activations == "none" else "weights + static INT8 activations"
+                    lines.append(f"| {label} | {found['spearman']:+.3f} | [{found['low']:+.2f}, {found['high']:+.2f}] |")
+                lines.append("")
+        lines += [f"![{name}]({out.stem}-{name}.png)", ""]
+    if results["phases"]:
+        lines += ["## Whole-cycle times (autotune, per seed)", "", "| seed | proxy search s | re-score s | full evaluation s | total s |", "|---|---:|---:|---:|---:|"]
+        for seed, phases in results["phases"].items():
+            total = sum(phases.values())
+            lines.append(
+                f"| {seed} | {phases['proxy_search_s']:.0f} | {phases['rescore_s']:.0f} | {phases['full_evaluation_s']:.0f} | {total:.0f} |"
+            )
+        lines.append("")
+    write_page(out, "\n".join(lines))

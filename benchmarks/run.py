@@ -1,0 +1,398 @@
+"""autotune against the alternatives, measured side by side in one run on one machine (docs/benchmarks.md).
+
+Methods, all on the same workload, targets, recovery budget and machine: FP32; uniform INT8 (NNCF PTQ); NNCF
+quantize_with_accuracy_control (OpenVINO) at the accuracy budget; random search and autotune with the same number of
+full evaluations (several seeds); the uniform sweep (INT8 + one pruning ratio everywhere, 0.1 ... 0.7); and a
+reference front (random and uniform plans, many full evaluations, kept in the benchmark's storage so a rerun reuses
+them). Speed is re-measured at the end in interleaved rounds, every artifact once per round in a random order.
+
+Run: `python -m benchmarks.run` (full: about 1-2 h on 2 cores) or `python -m benchmarks.run --quick` (minutes, tiny
+study: checks the pipeline, not the figures).
+"""
+
+from __future__ import annotations
+
+import argparse
+import dataclasses
+import os
+import platform
+import sys
+import time
+from importlib import metadata
+from pathlib import Path
+
+import numpy as np
+from optuna.artifacts import FileSystemArtifactStore
+from optuna.trial import TrialState
+
+from autotune.context import prepare
+from autotune.evaluate import Evaluator, measured_study_name, trial_key
+from autotune.progress import console
+from autotune.promotion import Candidate, reference_candidates
+from autotune.scoring import ProxyScorer
+from autotune.spec import ACTIVATIONS, load_study_spec
+from autotune.studies import storage_for
+from autotune.targets import make_target
+from benchmarks import methods
+from benchmarks.metrics import (
+    best_within,
+    drop_interval,
+    evaluations_to_reach,
+    front_rows,
+    hypervolume_curve,
+    latency_spearman_interval,
+    ratio_interval,
+    spearman_interval,
+)
+from benchmarks.page import write_results
+from benchmarks.pages import quiet_libraries
+from benchmarks.timing import fetch_artifact, interleaved_rounds, quicker
+
+ROOT = Path(__file__).resolve().parents[1]
+VERSIONS = ("autotune", "torch", "optuna", "openvino", "nncf", "onnxruntime", "moocore")
+
+
+@dataclasses.dataclass(frozen=True)
+class Config:
+    study: str = "fashion-cnn"
+    targets: tuple[str, ...] = ()  # empty: the study's targets
+    trials: int = 200  # autotune's proxy trials
+    evaluations: int = 16  # full evaluations of autotune and of random search
+    seeds: int = 3  # autotune and random search seeds
+    sampler: str = ""  # empty: the study's sampler
+    sweep: tuple[float, ...] = methods.SWEEP_RATIOS
+    reference_evaluations: int = 200  # random plans of the cached reference front (plus the sweep, FP32 and INT8)
+    rounds: int = 5  # interleaved timing rounds
+    max_drop_pts: float = 1.0  # the accuracy budget (NNCF accuracy control's max_drop; "within 1 point")
+    validation_for_accuracy_control: int | None = None  # None: the whole validation set
+    timing_seconds: float | None = None  # None: each target's [measure] protocol
+    bootstrap_draws: int = 500
+
+    @classmethod
+    def quick(cls) -> Config:
+        return cls(
+            study="fashion-cnn-tiny",
+            trials=10,
+            evaluations=2,
+            seeds=1,
+            sweep=(0.3, 0.6),
+            reference_evaluations=2,
+            rounds=2,
+            validation_for_accuracy_control=512,
+            timing_seconds=0.05,
+            bootstrap_draws=50,
+        )
+
+
+def versions() -> dict[str, str]:
+    found = {}
+    for name in VERSIONS:
+        try:
+            found[name] = metadata.version(name)
+        except metadata.PackageNotFoundError:
+            continue
+    return found
+
+
+def machine() -> dict:
+    cpu = next((line.split(":", 1)[1].strip() for line in open("/proc/cpuinfo") if line.startswith("model name")), "?")
+    return {"cpu": cpu, "cores": os.cpu_count(), "platform": platform.platform(), "python": platform.python_version()}
+
+
+class Benchmark:
+    def __init__(self, config: Config, folder: Path) -> None:
+        self.config = config
+        self.folder = folder
+        spec = load_study_spec(config.study)
+        targets = tuple(t for t in spec.targets if not config.targets or t.name in config.targets)
+        self.spec = dataclasses.replace(
+            spec,
+            name="bench",
+            storage=f"sqlite:///{folder / 'bench.db'}",
+            targets=targets,
+            sampler=config.sampler or spec.sampler,
+        )
+        self.context = prepare(self.spec)
+        self.storage = storage_for(self.spec.storage)
+        self.scorer = ProxyScorer(self.context)
+        # The accuracy proxy with and without simulated INT8 activations, to compare their fidelity on the same plans.
+        self.variants = {}
+        for activations in ACTIVATIONS:
+            # Only the accuracy objective: a variant needs no latency tables of its own.
+            proxies = dataclasses.replace(
+                self.spec.proxies, activations=activations, objectives=self.spec.proxies.objectives[:1], report=()
+            )
+            variant = dataclasses.replace(self.context, spec=dataclasses.replace(self.spec, proxies=proxies))
+            self.variants[activations] = self.scorer if activations == self.spec.proxies.activations else ProxyScorer(variant)
+        self.evaluator = Evaluator(self.context, self.storage, folder / "artifacts")
+        self.references = reference_candidates(self.context, self.scorer)
+        self.evaluated: dict[str, dict[str, list[str]]] = {}  # method -> seed label -> plan keys in order
+        self.plans: dict[str, object] = {}  # plan key -> Plan
+        self.seconds: dict[str, dict[str, float]] = {}  # method -> seed label -> wall seconds (search + evaluations)
+        self.phases: dict[str, dict] = {}
+
+    def evaluate(self, method: str, label: str, plans: list, extra_seconds: float = 0.0, candidates=None) -> None:
+        """Full evaluation of `plans` on every target (plans already measured are reused, their cost still counted)."""
+        candidates = candidates or [Candidate("candidate", plan) for plan in plans]
+        for plan in plans:
+            self.plans[plan.digest()] = plan
+        self.evaluator.run(self.references + candidates)
+        self.evaluated.setdefault(method, {})[label] = [plan.digest() for plan in plans]
+        self.seconds.setdefault(method, {})[label] = extra_seconds + self.evaluation_seconds([p.digest() for p in plans])
+
+    def evaluation_seconds(self, keys: list[str]) -> float:
+        total = 0.0
+        for hardware in self.spec.targets:
+            trials = self.trials(hardware.name)
+            total += sum(sum(trials[k].user_attrs.get("timings", {}).values()) for k in keys if k in trials)
+        return total
+
+    def trials(self, target: str) -> dict:
+        import optuna
+
+        study = optuna.load_study(study_name=measured_study_name(self.spec.name, target), storage=self.storage)
+        return {trial_key(t): t for t in study.get_trials(deepcopy=False, states=(TrialState.COMPLETE,))}
+
+    def run_methods(self) -> None:
+        config = self.config
+        for seed in range(config.seeds):
+            console.rule(f"autotune ({self.spec.sampler}), seed {seed}")
+            plans, phases, promoted = methods.autotune_plans(
+                self.context, self.scorer, self.storage, config.trials, config.evaluations, seed, self.spec.sampler
+            )
+            self.evaluate("autotune", f"s{seed}", plans, phases["proxy_search_s"] + phases["rescore_s"], promoted)
+            phases["full_evaluation_s"] = self.evaluation_seconds([p.digest() for p in plans])
+            self.phases[f"s{seed}"] = phases
+            console.rule(f"random search, seed {seed}")
+            self.evaluate("random", f"s{seed}", methods.random_plans(self.context, config.evaluations, 1000 + seed))
+        console.rule("uniform sweep")
+        self.evaluate("sweep", "-", methods.sweep_plans(self.context, config.sweep))
+        if config.reference_evaluations:
+            console.rule(f"reference front ({config.reference_evaluations} random plans + the sweep)")
+            plans = methods.random_plans(self.context, config.reference_evaluations, 99) + methods.sweep_plans(self.context)
+            self.evaluate("reference", "-", plans)
+
+    def accuracy_control(self, target) -> tuple | None:
+        if target.backend != "openvino":
+            return None
+        console.rule(f"NNCF quantize_with_accuracy_control on {target.name}")
+        artifact, seconds = methods.accuracy_control(
+            self.context, target, self.config.max_drop_pts, self.folder / "accuracy-control" / target.name,
+            self.config.validation_for_accuracy_control,
+        )
+        return artifact, seconds
+
+    def measure_target(self, hardware) -> dict:
+        """Every artifact of this target: outputs on the validation set, then interleaved timing rounds."""
+        config, workload = self.config, self.context.workload
+        target = make_target(hardware)
+        timed = quicker(target, config.timing_seconds, 10) if config.timing_seconds else target
+        store = FileSystemArtifactStore(str(self.folder / "artifacts"))
+        trials = self.trials(hardware.name)
+        roles = {c.role: c.plan.digest() for c in self.references}
+        keys = sorted({k for runs in self.evaluated.values() for keys in runs.values() for k in keys} | set(roles.values()))
+        artifacts = {
+            key: fetch_artifact(store, trials[key], hardware.name, workload.io, self.folder / "timing" / hardware.name / key)
+            for key in keys
+            if key in trials
+        }
+        extra_seconds = {}
+        control = self.accuracy_control(target)
+        if control is not None:
+            artifacts["nncf-accuracy-control"], extra_seconds["nncf-accuracy-control"] = control
+        outputs = {key: target.predict(artifact, workload.validation.inputs) for key, artifact in artifacts.items()}
+        console.print(f"{hardware.name}: {len(artifacts)} artifacts, {config.rounds} interleaved timing rounds")
+        rounds = interleaved_rounds(timed, artifacts, workload.example_input, config.rounds)
+        sizes = {key: artifact.size_bytes / 1e6 for key, artifact in artifacts.items()}
+        return {
+            "target": target,
+            "trials": trials,
+            "roles": roles,
+            "outputs": outputs,
+            "rounds": rounds,
+            "sizes": sizes,
+            "extra_seconds": extra_seconds,
+        }
+
+
+def summarise(bench: Benchmark, hardware, measured: dict) -> dict:
+    """Every figure of one target, from the measured outputs and the interleaved rounds."""
+    config, workload = bench.config, bench.context.workload
+    labels = workload.validation.labels_numpy()
+    outputs, rounds, roles = measured["outputs"], measured["rounds"], measured["roles"]
+    keys = list(outputs)
+    reference_outputs = outputs[roles["fp32"]]
+    images = len(labels)
+
+    def drop_of(key: str, picked: np.ndarray) -> float:
+        return workload.quality_drop(workload.metric(reference_outputs[picked], labels[picked]), workload.metric(outputs[key][picked], labels[picked]))
+
+    everything = np.arange(images)
+    rows = {}
+    for key in keys:
+        r = rounds[key]
+        rows[key] = {
+            "key": key,
+            "drop_pts": drop_of(key, everything),
+            "batch_latency_ms": float(np.median(r["batch_latency_ms"])),
+            "latency_p50_ms": float(np.median(r["latency_p50_ms"])),
+            "throughput_per_s": float(np.median(r["throughput_per_s"])),
+            "size_mb": measured["sizes"][key],
+        }
+    fp32, int8 = rows[roles["fp32"]], rows[roles["int8"]]
+    axes = ("drop_pts", "batch_latency_ms")
+    # One reference point for every method: 5 points of drop, FP32's latency at the throughput batch.
+    reference_point = np.array([5.0, fp32["batch_latency_ms"]])
+    all_candidates = [rows[k] for k in keys if k not in roles.values()]
+    best_hv = float(hypervolume_curve(np.array([[r[a] for a in axes] for r in all_candidates]), reference_point)[-1]) if all_candidates else 0.0
+    reference_keys = bench.evaluated.get("reference", {}).get("-", [])
+    reference_hv = (
+        float(hypervolume_curve(np.array([[rows[k][a] for a in axes] for k in reference_keys if k in rows]), reference_point)[-1])
+        if reference_keys
+        else best_hv
+    )
+
+    def in_round(key: str, metric: str) -> np.ndarray:
+        return np.asarray(rounds[key][metric], dtype=float)
+
+    def method_figures(keys_in_order: list[str]) -> dict:
+        present = [k for k in keys_in_order if k in rows]
+        points = np.array([[rows[k][a] for a in axes] for k in present])
+        curve = hypervolume_curve(points, reference_point) if len(points) else np.array([0.0])
+        chosen = [rows[k] for k in present]
+        fast = best_within(chosen, config.max_drop_pts, "throughput_per_s")
+        quick_single = best_within(chosen, config.max_drop_pts, "latency_p50_ms", best=min)
+        small = best_within(chosen, config.max_drop_pts, "size_mb", best=min)
+        return {
+            "evaluations": len(present),
+            "hv_curve": [c / reference_hv if reference_hv else 0.0 for c in curve],
+            "hv_final": float(curve[-1] / reference_hv) if reference_hv else 0.0,
+            "evaluations_to_95": evaluations_to_reach(curve, 0.95 * reference_hv),
+            "best_throughput_vs_int8": ratio_interval(in_round(fast["key"], "throughput_per_s"), in_round(int8["key"], "throughput_per_s")) if fast else None,
+            "best_throughput_vs_fp32": ratio_interval(in_round(fast["key"], "throughput_per_s"), in_round(fp32["key"], "throughput_per_s")) if fast else None,
+            "best_batch1_vs_int8": ratio_interval(in_round(int8["key"], "latency_p50_ms"), in_round(quick_single["key"], "latency_p50_ms")) if quick_single else None,
+            "smallest_size_vs_fp32": small["size_mb"] / fp32["size_mb"] if small else None,
+            "best_drop_pts": fast["drop_pts"] if fast else None,
+            "front": [rows[k] | {"on_front": True} for k in [r["key"] for r in front_rows(chosen, axes)]],
+        }
+
+    per_method: dict[str, dict] = {}
+    for method, runs in bench.evaluated.items():
+        per_method[method] = {label: method_figures(keys_in_order) for label, keys_in_order in runs.items()}
+        for label in runs:
+            per_method[method][label]["seconds"] = bench.seconds[method][label]
+    if "nncf-accuracy-control" in rows:
+        ac = rows["nncf-accuracy-control"]
+        per_method["nncf-accuracy-control"] = {
+            "-": {
+                "evaluations": 1,
+                "drop_pts": ac["drop_pts"],
+                "throughput_vs_int8": ratio_interval(in_round(ac["key"], "throughput_per_s"), in_round(int8["key"], "throughput_per_s")),
+                "seconds": measured["extra_seconds"]["nncf-accuracy-control"],
+            }
+        }
+    for role in ("fp32", "int8"):
+        row = rows[roles[role]]
+        per_method[role] = {"-": {"evaluations": 1, "drop_pts": row["drop_pts"], "throughput_vs_int8": ratio_interval(in_round(row["key"], "throughput_per_s"), in_round(int8["key"], "throughput_per_s"))}}
+
+    # Proxy fidelity over every measured candidate plan (all methods), each scored by the search's own proxies.
+    candidate_keys = [k for k in keys if k in bench.plans and k not in roles.values()]
+    objective = bench.spec.proxies.objectives[0]
+    latency_proxy = f"latency_measured@{hardware.name}"
+    scores = {k: bench.scorer.score(bench.plans[k], bench.spec.recovery.search_steps) for k in candidate_keys}
+    index = {k: i for i, k in enumerate(candidate_keys)}
+    fidelity = {}
+    if len(candidate_keys) >= 3:
+        fidelity["accuracy"] = spearman_interval(
+            np.array([scores[k][objective] for k in candidate_keys]),
+            lambda i, picked: drop_of(candidate_keys[i], picked),
+            len(candidate_keys), images, config.bootstrap_draws,
+        )
+        if all(latency_proxy in scores[k] for k in candidate_keys):
+            fidelity["latency"] = latency_spearman_interval(
+                np.array([scores[k][latency_proxy] for k in candidate_keys]),
+                np.array([rounds[k]["batch_latency_ms"] for k in candidate_keys]),
+                config.bootstrap_draws,
+            )
+        fidelity["accuracy_by_activations"] = {}
+        for activations, scorer in bench.variants.items():
+            proxy = np.array([scorer.score(bench.plans[k], bench.spec.recovery.search_steps)[objective] for k in candidate_keys])
+            fidelity["accuracy_by_activations"][activations] = spearman_interval(
+                proxy, lambda i, picked: drop_of(candidate_keys[i], picked), len(candidate_keys), images, config.bootstrap_draws
+            )
+        noise = [drop_interval(lambda i, picked: drop_of(candidate_keys[i], picked), index[k], images, 200) for k in candidate_keys[:10]]
+        fidelity["drop_interval_width_pts"] = float(np.median([high - low for low, high in noise]))
+        fidelity["drop_range_pts"] = [float(min(rows[k]["drop_pts"] for k in candidate_keys)), float(max(rows[k]["drop_pts"] for k in candidate_keys))]
+    promoted = [k for runs in bench.evaluated.get("autotune", {}).values() for k in runs if k in rows]
+    dominated = [
+        k for k in promoted
+        if rows[k]["drop_pts"] >= int8["drop_pts"] and rows[k]["batch_latency_ms"] >= int8["batch_latency_ms"] and rows[k]["size_mb"] >= int8["size_mb"]
+    ]
+    return {
+        "target": hardware.name,
+        "runtime_float_default": measured["target"].runtime_float_default(),
+        "reference_point": reference_point.tolist(),
+        "reference_hv_source": "reference front" if reference_keys else "union of every method's evaluations",
+        "rows": rows,
+        "rounds": rounds,
+        "roles": roles,
+        "methods": per_method,
+        "fidelity": fidelity,
+        "promoted": len(promoted),
+        "promoted_dominated_by_int8": len(dominated),
+        "proxy_scores": {k: {objective: scores[k][objective], latency_proxy: scores[k].get(latency_proxy)} for k in candidate_keys},
+    }
+
+
+def main(argv: list[str] | None = None) -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--quick", action="store_true", help="a tiny study and budgets: checks the pipeline in minutes")
+    parser.add_argument("--out", default=str(ROOT / "docs" / "benchmarks.md"))
+    parser.add_argument("--folder", default=None, help="storage, artifacts and caches (default .autotune/benchmarks/<study>)")
+    parser.add_argument("--seeds", type=int, default=None)
+    parser.add_argument("--trials", type=int, default=None)
+    parser.add_argument("--evaluations", type=int, default=None)
+    parser.add_argument("--reference-evaluations", type=int, default=None)
+    parser.add_argument("--rounds", type=int, default=None)
+    parser.add_argument("--sampler", default=None)
+    parser.add_argument("--targets", default=None, help="comma-separated subset of the study's targets")
+    args = parser.parse_args(argv)
+    config = Config.quick() if args.quick else Config()
+    overrides = {
+        "seeds": args.seeds,
+        "trials": args.trials,
+        "evaluations": args.evaluations,
+        "reference_evaluations": args.reference_evaluations,
+        "rounds": args.rounds,
+        "sampler": args.sampler,
+        "targets": tuple(args.targets.split(",")) if args.targets else None,
+    }
+    config = dataclasses.replace(config, **{k: v for k, v in overrides.items() if v is not None})
+    quiet_libraries()
+    folder = Path(args.folder or Path(".autotune") / "benchmarks" / config.study).resolve()
+    folder.mkdir(parents=True, exist_ok=True)
+    started = time.time()
+    bench = Benchmark(config, folder)
+    bench.run_methods()
+    summaries = {}
+    for hardware in bench.spec.targets:
+        summaries[hardware.name] = summarise(bench, hardware, bench.measure_target(hardware))
+    results = {
+        "command": " ".join(["python -m benchmarks.run", *(argv if argv is not None else sys.argv[1:])]),
+        "config": dataclasses.asdict(config),
+        "date": time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime()),
+        "seconds": round(time.time() - started),
+        "machine": machine(),
+        "threads": {h.name: h.threads for h in bench.spec.targets},
+        "versions": versions(),
+        "sampler": bench.spec.sampler,
+        "phases": bench.phases,
+        "evaluated": bench.evaluated,
+        "targets": summaries,
+    }
+    write_results(results, Path(args.out))
+    console.print(f"wrote {args.out} ({results['seconds']} s)")
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,70 @@
+"""The benchmark command runs end to end on the tiny study and writes its page, data and plots (not its numbers);
+the figures it reports come from tested pieces (hypervolume curves, bootstrap intervals)."""
+
+from __future__ import annotations
+
+import json
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+REPO = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(REPO))
+
+
+def test_quick_benchmark_runs_and_writes_its_files(tiny_workload, tmp_path):
+    from benchmarks.run import main
+
+    out = tmp_path / "docs" / "benchmarks.md"
+    main(
+        ["--quick", "--folder", str(tmp_path / "bench"), "--out", str(out), "--trials", "6", "--evaluations", "1",
+         "--reference-evaluations", "1", "--rounds", "1"]
+    )
+    page = out.read_text()
+    assert "## cpu-openvino" in page and "Targets (issue 8)" in page and "| autotune" in page
+    assert (tmp_path / "docs" / "benchmarks-cpu-openvino.png").stat().st_size > 10_000
+    results = json.loads(out.with_suffix(".json").read_text())
+    summary = results["targets"]["cpu-openvino"]
+    assert {"autotune", "random", "sweep", "reference", "nncf-accuracy-control", "fp32", "int8"} <= set(summary["methods"])
+    for row in summary["rows"].values():
+        assert np.isfinite([row["drop_pts"], row["batch_latency_ms"], row["throughput_per_s"], row["size_mb"]]).all()
+    assert summary["rows"][summary["roles"]["fp32"]]["drop_pts"] == 0.0
+    assert results["versions"]["openvino"] and results["machine"]["cores"] >= 1
+
+
+def test_hypervolume_curve_grows_with_evaluations_and_counts_the_budget_to_a_level():
+    from benchmarks.metrics import evaluations_to_reach, hypervolume_curve
+
+    points = np.array([[4.0, 9.0], [3.0, 5.0], [3.5, 6.0], [1.0, 8.0]])
+    curve = hypervolume_curve(points, np.array([5.0, 10.0]))
+    assert np.all(np.diff(curve) >= 0) and curve[0] == pytest.approx(1.0)
+    assert curve[2] == curve[1]  # a dominated point adds nothing
+    assert evaluations_to_reach(curve, curve[-1]) == 4 and evaluations_to_reach(curve, 1e9) is None
+
+
+def test_spearman_interval_includes_the_measurement_noise():
+    """A proxy ranking plans perfectly gets +1, but plans whose true drops lie within the noise get a wide interval."""
+    from benchmarks.metrics import spearman_interval
+
+    rng = np.random.default_rng(0)
+    images = 2000
+    accuracy = np.array([0.90, 0.899, 0.898, 0.897, 0.896])  # neighbours 0.1 point apart
+    correct = (rng.random((len(accuracy), images)) < accuracy[:, None]).astype(float)
+    reference = (rng.random(images) < 0.91).astype(float)
+
+    def drop_of(i, picked):
+        return 100 * (reference[picked].mean() - correct[i, picked].mean())
+
+    measured = [drop_of(i, np.arange(images)) for i in range(len(accuracy))]
+    found = spearman_interval(np.array(measured), drop_of, len(accuracy), images, draws=200)
+    assert found["spearman"] == pytest.approx(1.0)
+    assert found["low"] < 0.5 and found["high"] == pytest.approx(1.0)
+
+
+def test_auto_sampler_is_tpe_cold_and_nsga2_warm():
+    from autotune.search import sampler_name
+
+    assert sampler_name("auto", warm=False) == "tpe" and sampler_name("auto", warm=True) == "nsga2"
+    assert sampler_name("gp", warm=True) == "gp"
