@@ -51,7 +51,7 @@ benchmark-warm-start: setup
 benchmark-calibration: setup
 	$(VENV)/bin/python benchmarks/calibration.py
 
-# Writes docs/samplers.md: NSGA-II, TPE, GPSampler and random search by proxy hypervolume over trials (10 seeds).
+# Writes docs/samplers.md: NSGA-II, TPE and random search by proxy hypervolume over trials (10 seeds; --samplers adds gp).
 benchmark-samplers: setup
 	$(VENV)/bin/python benchmarks/samplers.py --seeds 10 --trials 48
 

@@ -46,8 +46,9 @@ def measured_study_name(study_name: str, target_name: str) -> str:
     return f"{study_name}/full/{target_name}"
 
 
-def _versions() -> dict[str, str]:
-    names = ("autotune", "torch", "openvino", "nncf", "onnxruntime", "torchao", "torch-pruning", "optuna")
+def tool_versions() -> dict[str, str]:
+    """Installed versions of autotune and the libraries a result depends on (recorded with every recipe and benchmark)."""
+    names = ("autotune", "torch", "openvino", "nncf", "onnxruntime", "torchao", "torch-pruning", "optuna", "moocore")
     found = {}
     for name in names:
         try:
@@ -340,7 +341,7 @@ class Evaluator:
             "channels": artifact.channels,
             "accuracy": accuracy,
             "measurement": measurement.to_dict(),
-            "versions": _versions(),
+            "versions": tool_versions(),
             "platform": platform.platform(),
             "created": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
         }

@@ -18,7 +18,6 @@ import os
 import platform
 import sys
 import time
-from importlib import metadata
 from pathlib import Path
 
 import numpy as np
@@ -26,7 +25,7 @@ from optuna.artifacts import FileSystemArtifactStore
 from optuna.trial import TrialState
 
 from autotune.context import prepare
-from autotune.evaluate import Evaluator, measured_study_name, trial_key
+from autotune.evaluate import Evaluator, measured_study_name, tool_versions, trial_key
 from autotune.progress import console
 from autotune.promotion import Candidate, reference_candidates
 from autotune.scoring import ProxyScorer
@@ -49,7 +48,6 @@ from benchmarks.pages import quiet_libraries
 from benchmarks.timing import fetch_artifact, interleaved_rounds, quicker
 
 ROOT = Path(__file__).resolve().parents[1]
-VERSIONS = ("autotune", "torch", "optuna", "openvino", "nncf", "onnxruntime", "moocore")
 
 
 @dataclasses.dataclass(frozen=True)
@@ -82,16 +80,6 @@ class Config:
             timing_seconds=0.05,
             bootstrap_draws=50,
         )
-
-
-def versions() -> dict[str, str]:
-    found = {}
-    for name in VERSIONS:
-        try:
-            found[name] = metadata.version(name)
-        except metadata.PackageNotFoundError:
-            continue
-    return found
 
 
 def machine() -> dict:
@@ -384,7 +372,7 @@ def main(argv: list[str] | None = None) -> None:
         "seconds": round(time.time() - started),
         "machine": machine(),
         "threads": {h.name: h.threads for h in bench.spec.targets},
-        "versions": versions(),
+        "versions": tool_versions(),
         "sampler": bench.spec.sampler,
         "phases": bench.phases,
         "evaluated": bench.evaluated,
