@@ -72,18 +72,18 @@ def _plan_latency_ms(
 BASES = ("int8", "per_precision")
 
 
-def base_plans(spec: HardwareSpec, kinds: dict[str, str], bases: str) -> list[Plan]:
+def base_plans(spec: HardwareSpec, kinds: dict[str, str], bases: str) -> list[tuple[int, Plan]]:
     """The uniform plans the table is measured around: INT8 where the target runs it (else FP32) and, with
     "per_precision", one more per other precision the target runs (each layer at it where its kind allows, else 8)."""
     def uniform(bits: int) -> Plan:
         return Plan({n: LayerChoice(bits if spec.supports(k, bits) else 8 if spec.supports(k, 8) else 32) for n, k in kinds.items()})
 
-    plans = {uniform(8).to_json(): uniform(8)}
+    plans = {uniform(8).to_json(): (8, uniform(8))}
     if bases == "per_precision":
         for bits in sorted({b for values in spec.weight_bits.values() for b in values} - {8}, reverse=True):
             plan = uniform(bits)
-            plans.setdefault(plan.to_json(), plan)
-    return list(plans.values())
+            plans.setdefault(plan.to_json(), (bits, plan))
+    return list(plans.values())  # (the precision it was built for, the plan)
 
 
 class LatencyTable:
@@ -92,7 +92,8 @@ class LatencyTable:
     One base (INT8) compounds its ratios far from itself: a mostly-FP32 plan multiplies many FP32/INT8 ratios that
     were each measured with every other layer at INT8 (on fashion-cnn, FP32 itself was once estimated at 10x its
     measured latency). With a base per precision, a plan's estimate is the geometric mean of every base's estimate,
-    weighted by the fraction of layers at that base's precision, so uniform plans are exact and mixed ones interpolate.
+    weighted by the plan's layers at that base's precision, so the bases themselves are exact and mixed plans
+    interpolate.
     """
 
     def __init__(
@@ -100,7 +101,9 @@ class LatencyTable:
     ) -> None:
         self.spec = spec
         kinds = build.layers.kinds
-        self.bases = base_plans(spec, kinds, bases)
+        built = base_plans(spec, kinds, bases)
+        self.precisions = [bits for bits, _ in built]
+        self.bases = [plan for _, plan in built]
         self.base = self.bases[0]
         groups = pruner.prunable
         memory = joblib.Memory(cache_dir("latency"), verbose=0)
@@ -166,12 +169,13 @@ class LatencyTable:
         """Estimated latency of one throughput batch (see the class doc)."""
         if len(self.bases) == 1:
             return float(np.exp(self._log_estimate(0, plan)))
+        bits = plan.bits()
+        for index, base in enumerate(self.bases):  # a plan the table was measured around: its base alone, exactly
+            if all(bits.get(n, 32) == b for n, b in base.bits().items()):
+                return float(np.exp(self._log_estimate(index, plan)))
+        # Each base counts for the layers at the precision it was built for (INT8's for the layers at 8, ...).
         layers = list(self.base.layers)
-        weights = np.array(
-            [sum(plan.choice(n).bits == base.choice(n).bits for n in layers) / len(layers) for base in self.bases]
-        )
-        if weights.max() == 1.0:  # a uniform plan the table was measured around: its base alone, exactly
-            return float(np.exp(self._log_estimate(int(weights.argmax()), plan)))
+        weights = np.array([sum(plan.choice(n).bits == precision for n in layers) for precision in self.precisions], dtype=float)
         weights = weights / weights.sum() if weights.sum() > 0 else np.full(len(self.bases), 1 / len(self.bases))
         logs = np.array([self._log_estimate(i, plan) for i in range(len(self.bases))])
         return float(np.exp(np.dot(weights, logs)))

@@ -93,6 +93,9 @@ class Benchmark:
         self.folder = folder
         spec = load_study_spec(config.study)
         targets = tuple(t for t in spec.targets if not config.targets or t.name in config.targets)
+        if config.timing_seconds:  # --quick: every measurement on the short protocol, not only the final rounds
+            short = {"min_seconds": config.timing_seconds, "min_repeats": 10, "warmup": 5}
+            targets = tuple(dataclasses.replace(t, measure=dataclasses.replace(t.measure, **short)) for t in targets)
         self.spec = dataclasses.replace(
             spec,
             name="bench",
@@ -343,6 +346,7 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--reference-evaluations", type=int, default=None)
     parser.add_argument("--rounds", type=int, default=None)
     parser.add_argument("--sampler", default=None)
+    parser.add_argument("--sweep", default=None, help="comma-separated pruning ratios of the uniform sweep")
     parser.add_argument("--targets", default=None, help="comma-separated subset of the study's targets")
     args = parser.parse_args(argv)
     config = Config.quick() if args.quick else Config()
@@ -353,6 +357,7 @@ def main(argv: list[str] | None = None) -> None:
         "reference_evaluations": args.reference_evaluations,
         "rounds": args.rounds,
         "sampler": args.sampler,
+        "sweep": tuple(float(r) for r in args.sweep.split(",")) if args.sweep else None,
         "targets": tuple(args.targets.split(",")) if args.targets else None,
     }
     config = dataclasses.replace(config, **{k: v for k, v in overrides.items() if v is not None})

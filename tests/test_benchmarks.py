@@ -19,8 +19,8 @@ def test_quick_benchmark_runs_and_writes_its_files(tiny_workload, tmp_path):
 
     out = tmp_path / "docs" / "benchmarks.md"
     main(
-        ["--quick", "--folder", str(tmp_path / "bench"), "--out", str(out), "--trials", "6", "--evaluations", "1",
-         "--reference-evaluations", "1", "--rounds", "1"]
+        ["--quick", "--folder", str(tmp_path / "bench"), "--out", str(out), "--trials", "4", "--evaluations", "1",
+         "--reference-evaluations", "1", "--sweep", "0.5", "--rounds", "1"]
     )
     page = out.read_text()
     assert "## cpu-openvino" in page and "Targets (issue 8)" in page and "| autotune" in page

@@ -60,8 +60,9 @@ def test_a_base_per_precision_makes_every_uniform_plan_exact(tiny_context):
     assert len(table.bases) >= 2
     for index, base in enumerate(table.bases):
         assert table.estimate_ms(base) == pytest.approx(table.base_ms_of[index])
-    fp32 = next(i for i, base in enumerate(table.bases) if set(base.bits().values()) == {32})
+    assert any(set(base.bits().values()) == {32} for base in table.bases)
     names = list(table.base.layers)
     mixed = Plan({n: LayerChoice(32 if i % 2 else 8) for i, n in enumerate(names)})
-    estimates = [math.exp(table._log_estimate(i, mixed)) for i in (0, fp32)]
+    # A weighted geometric mean of the bases' estimates lies within them.
+    estimates = [math.exp(table._log_estimate(i, mixed)) for i in range(len(table.bases))]
     assert min(estimates) * 0.999 <= table.estimate_ms(mixed) <= max(estimates) * 1.001
