@@ -26,6 +26,8 @@ from optuna.trial import TrialState
 
 from autotune.context import prepare
 from autotune.evaluate import Evaluator, measured_study_name, tool_versions, trial_key
+from autotune.pareto import hypervolume, nondominated_ranks
+from autotune.plan import Plan
 from autotune.progress import console
 from autotune.promotion import Candidate, reference_candidates
 from autotune.scoring import ProxyScorer
@@ -48,6 +50,7 @@ from benchmarks.pages import quiet_libraries
 from benchmarks.timing import fetch_artifact, interleaved_rounds, quicker
 
 ROOT = Path(__file__).resolve().parents[1]
+RUNTIME_DEFAULT = "fp32-runtime-default"
 
 
 @dataclasses.dataclass(frozen=True)
@@ -61,6 +64,8 @@ class Config:
     sweep: tuple[float, ...] = methods.SWEEP_RATIOS
     reference_evaluations: int = 200  # random plans of the cached reference front (plus the sweep, FP32 and INT8)
     rounds: int = 5  # interleaved timing rounds
+    round_seconds: float | None = None  # None: each target's [measure] protocol in every round
+    reference_timed_ranks: int = 2  # reference plans re-timed in the rounds: the first non-dominated ranks of their evaluation
     max_drop_pts: float = 1.0  # the accuracy budget (NNCF accuracy control's max_drop; "within 1 point")
     validation_for_accuracy_control: int | None = None  # None: the whole validation set
     timing_seconds: float | None = None  # None: each target's [measure] protocol
@@ -76,6 +81,7 @@ class Config:
             sweep=(0.3, 0.6),
             reference_evaluations=2,
             rounds=2,
+            round_seconds=0.05,
             validation_for_accuracy_control=512,
             timing_seconds=0.05,
             bootstrap_draws=50,
@@ -121,6 +127,7 @@ class Benchmark:
         self.plans: dict[str, object] = {}  # plan key -> Plan
         self.seconds: dict[str, dict[str, float]] = {}  # method -> seed label -> wall seconds (search + evaluations)
         self.phases: dict[str, dict] = {}
+        self.runtime_default: dict[str, str] = {}  # target -> key of FP32 at the runtime's default float precision
 
     def evaluate(self, method: str, label: str, plans: list, extra_seconds: float = 0.0, candidates=None) -> None:
         """Full evaluation of `plans` on every target (plans already measured are reused, their cost still counted)."""
@@ -158,10 +165,35 @@ class Benchmark:
             self.evaluate("random", f"s{seed}", methods.random_plans(self.context, config.evaluations, 1000 + seed))
         console.rule("uniform sweep")
         self.evaluate("sweep", "-", methods.sweep_plans(self.context, config.sweep))
+        self.evaluate_runtime_defaults()
         if config.reference_evaluations:
             console.rule(f"reference front ({config.reference_evaluations} random plans + the sweep)")
             plans = methods.random_plans(self.context, config.reference_evaluations, 99) + methods.sweep_plans(self.context)
             self.evaluate("reference", "-", plans)
+
+    def evaluate_runtime_defaults(self) -> None:
+        """FP32 as the runtime runs it when not told otherwise (OpenVINO: bf16 on CPUs with AMX): the unquantized plan
+        with every layer at 16 bits, on each target whose default is a 16-bit float it realises."""
+        plan = Plan.uniform(self.context.layer_kinds, 16)
+        for hardware in self.spec.targets:
+            target = make_target(hardware)
+            default = target.runtime_float_default()
+            if default == "f32" or hardware.half != default:
+                continue
+            console.rule(f"FP32 at the runtime's default precision ({default}) on {hardware.name}")
+            self.evaluator.run_target(target, hardware, [Candidate(RUNTIME_DEFAULT, plan)])
+            self.runtime_default[hardware.name] = plan.digest()
+
+    def timed_reference(self, target: str, trials: dict) -> list[str]:
+        """The reference plans worth re-timing: the first non-dominated ranks of their own full evaluation (drop,
+        latency at the throughput batch). The rest cannot reach the front within the timing noise; timing them in
+        every round would cost most of the run."""
+        keys = [k for k in self.evaluated.get("reference", {}).get("-", []) if k in trials]
+        if not keys:
+            return []
+        # The measured study's first two objectives: drop and the hardware file's latency (the throughput batch's p50).
+        ranks = nondominated_ranks(np.array([trials[k].values[:2] for k in keys]))
+        return [k for k, rank in zip(keys, ranks, strict=True) if rank < self.config.reference_timed_ranks]
 
     def accuracy_control(self, target) -> tuple | None:
         if target.backend != "openvino":
@@ -177,11 +209,17 @@ class Benchmark:
         """Every artifact of this target: outputs on the validation set, then interleaved timing rounds."""
         config, workload = self.config, self.context.workload
         target = make_target(hardware)
-        timed = quicker(target, config.timing_seconds, 10) if config.timing_seconds else target
+        timed = quicker(target, config.round_seconds, 10) if config.round_seconds else target
         store = FileSystemArtifactStore(str(self.folder / "artifacts"))
         trials = self.trials(hardware.name)
         roles = {c.role: c.plan.digest() for c in self.references}
-        keys = sorted({k for runs in self.evaluated.values() for keys in runs.values() for k in keys} | set(roles.values()))
+        if hardware.name in self.runtime_default:
+            roles[RUNTIME_DEFAULT] = self.runtime_default[hardware.name]
+        keys = sorted(
+            {k for method, runs in self.evaluated.items() if method != "reference" for keys in runs.values() for k in keys}
+            | set(self.timed_reference(hardware.name, trials))
+            | set(roles.values())
+        )
         artifacts = {
             key: fetch_artifact(store, trials[key], hardware.name, workload.io, self.folder / "timing" / hardware.name / key)
             for key in keys
@@ -231,17 +269,15 @@ def summarise(bench: Benchmark, hardware, measured: dict) -> dict:
             "size_mb": measured["sizes"][key],
         }
     fp32, int8 = rows[roles["fp32"]], rows[roles["int8"]]
+    runtime_default = rows[roles.get(RUNTIME_DEFAULT, roles["fp32"])]  # FP32 as the runtime runs it when not told
     axes = ("drop_pts", "batch_latency_ms")
     # One reference point for every method: 5 points of drop, FP32's latency at the throughput batch.
     reference_point = np.array([5.0, fp32["batch_latency_ms"]])
-    all_candidates = [rows[k] for k in keys if k not in roles.values()]
-    best_hv = float(hypervolume_curve(np.array([[r[a] for a in axes] for r in all_candidates]), reference_point)[-1]) if all_candidates else 0.0
+    # The reference front: every plan of the search space measured in this run (each method's, the reference plans,
+    # FP32 and INT8), so no method scores above 1. FP32 at the runtime's 16-bit default is not in the space.
+    plan_keys = [k for k in keys if k in bench.plans or k in (roles["fp32"], roles["int8"])]
+    reference_hv = hypervolume(np.array([[rows[k][a] for a in axes] for k in plan_keys]), reference_point) if plan_keys else 0.0
     reference_keys = bench.evaluated.get("reference", {}).get("-", [])
-    reference_hv = (
-        float(hypervolume_curve(np.array([[rows[k][a] for a in axes] for k in reference_keys if k in rows]), reference_point)[-1])
-        if reference_keys
-        else best_hv
-    )
 
     def in_round(key: str, metric: str) -> np.ndarray:
         return np.asarray(rounds[key][metric], dtype=float)
@@ -261,6 +297,7 @@ def summarise(bench: Benchmark, hardware, measured: dict) -> dict:
             "evaluations_to_95": evaluations_to_reach(curve, 0.95 * reference_hv),
             "best_throughput_vs_int8": ratio_interval(in_round(fast["key"], "throughput_per_s"), in_round(int8["key"], "throughput_per_s")) if fast else None,
             "best_throughput_vs_fp32": ratio_interval(in_round(fast["key"], "throughput_per_s"), in_round(fp32["key"], "throughput_per_s")) if fast else None,
+            "best_throughput_vs_runtime_default": ratio_interval(in_round(fast["key"], "throughput_per_s"), in_round(runtime_default["key"], "throughput_per_s")) if fast else None,
             "best_batch1_vs_int8": ratio_interval(in_round(int8["key"], "latency_p50_ms"), in_round(quick_single["key"], "latency_p50_ms")) if quick_single else None,
             "smallest_size_vs_fp32": small["size_mb"] / fp32["size_mb"] if small else None,
             "best_drop_pts": fast["drop_pts"] if fast else None,
@@ -282,12 +319,14 @@ def summarise(bench: Benchmark, hardware, measured: dict) -> dict:
                 "seconds": measured["extra_seconds"]["nncf-accuracy-control"],
             }
         }
-    for role in ("fp32", "int8"):
+    for role in ("fp32", "int8", RUNTIME_DEFAULT):
+        if role not in roles:
+            continue
         row = rows[roles[role]]
         per_method[role] = {"-": {"evaluations": 1, "drop_pts": row["drop_pts"], "throughput_vs_int8": ratio_interval(in_round(row["key"], "throughput_per_s"), in_round(int8["key"], "throughput_per_s"))}}
 
     # Proxy fidelity over every measured candidate plan (all methods), each scored by the search's own proxies.
-    candidate_keys = [k for k in keys if k in bench.plans and k not in roles.values()]
+    candidate_keys = [k for k in plan_keys if k not in roles.values()]
     objective = bench.spec.proxies.objectives[0]
     latency_proxy = f"latency_measured@{hardware.name}"
     scores = {k: bench.scorer.score(bench.plans[k], bench.spec.recovery.search_steps) for k in candidate_keys}
@@ -323,7 +362,9 @@ def summarise(bench: Benchmark, hardware, measured: dict) -> dict:
         "target": hardware.name,
         "runtime_float_default": measured["target"].runtime_float_default(),
         "reference_point": reference_point.tolist(),
-        "reference_hv_source": "reference front" if reference_keys else "union of every method's evaluations",
+        "reference_hv_source": f"the front of all {len(plan_keys)} plans measured in this run (every method's, the reference plans, FP32 and INT8)",
+        "reference_plans": len(reference_keys),
+        "reference_timed": sum(k in rows for k in reference_keys),
         "rows": rows,
         "rounds": rounds,
         "roles": roles,
@@ -345,6 +386,7 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--evaluations", type=int, default=None)
     parser.add_argument("--reference-evaluations", type=int, default=None)
     parser.add_argument("--rounds", type=int, default=None)
+    parser.add_argument("--round-seconds", type=float, default=None, help="timing protocol of each interleaved measurement")
     parser.add_argument("--sampler", default=None)
     parser.add_argument("--sweep", default=None, help="comma-separated pruning ratios of the uniform sweep")
     parser.add_argument("--targets", default=None, help="comma-separated subset of the study's targets")
@@ -356,6 +398,7 @@ def main(argv: list[str] | None = None) -> None:
         "evaluations": args.evaluations,
         "reference_evaluations": args.reference_evaluations,
         "rounds": args.rounds,
+        "round_seconds": args.round_seconds,
         "sampler": args.sampler,
         "sweep": tuple(float(r) for r in args.sweep.split(",")) if args.sweep else None,
         "targets": tuple(args.targets.split(",")) if args.targets else None,
