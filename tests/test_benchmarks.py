@@ -32,6 +32,11 @@ def test_quick_benchmark_runs_and_writes_its_files(tiny_workload, tmp_path):
         assert np.isfinite([row["drop_pts"], row["batch_latency_ms"], row["throughput_per_s"], row["size_mb"]]).all()
     assert summary["rows"][summary["roles"]["fp32"]]["drop_pts"] == 0.0
     assert results["versions"]["openvino"] and results["machine"]["cores"] >= 1
+    # Every method's front lies inside the reference front (all plans measured in the run).
+    assert all(f["hv_final"] <= 1.0 + 1e-9 for runs in summary["methods"].values() for f in runs.values() if "hv_final" in f)
+    # Where OpenVINO runs FP32 at a 16-bit float by default (AMX), that build is a baseline beside f32 pinned.
+    default = summary["runtime_float_default"]
+    assert (default != "f32") == ("fp32-runtime-default" in summary["methods"])
 
 
 def test_hypervolume_curve_grows_with_evaluations_and_counts_the_budget_to_a_level():
