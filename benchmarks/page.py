@@ -59,11 +59,14 @@ def method_table(summary: dict, max_drop: float) -> list[str]:
             )
             continue
         seeds = f" ({len(figures)} seeds)" if len(figures) > 1 else ""
-        best = [f["best_throughput_vs_int8"] for f in figures if f["best_throughput_vs_int8"]]
-        single = [f["best_batch1_vs_int8"] for f in figures if f["best_batch1_vs_int8"]]
+        # The seed whose median ratio is the median over seeds, with its own interval over rounds.
+        best = sorted((f["best_throughput_vs_int8"] for f in figures if f["best_throughput_vs_int8"]), key=lambda r: r[0])
+        single = sorted((f["best_batch1_vs_int8"] for f in figures if f["best_batch1_vs_int8"]), key=lambda r: r[0])
+        needed = [f["evaluations_to_95"] for f in figures]
+        reached = sum(n is not None for n in needed)
         lines.append(
             f"| {LABELS[method]}{seeds} | {figures[0]['evaluations']} | {_spread([f['hv_final'] for f in figures])} | "
-            f"{_spread([f['evaluations_to_95'] for f in figures], '{:.0f}') if any(f['evaluations_to_95'] for f in figures) else 'not reached'} | "
+            f"{_spread(needed, '{:.0f}') if reached else 'not reached'}{f' ({reached} of {len(needed)} seeds reached)' if 0 < reached < len(needed) else ''} | "
             f"{_interval(best[len(best) // 2]) if best else '-'} | {_interval(single[len(single) // 2]) if single else '-'} | "
             f"{_spread([f['smallest_size_vs_fp32'] for f in figures], '{:.2f}x')} | {_spread([f['seconds'] for f in figures], '{:.0f}')} |"
         )
@@ -203,9 +206,11 @@ def write_results(results: dict, out: Path) -> None:
             " (the row \"FP32 at the runtime's default precision\" is that build)" if "fp32-runtime-default" in summary["roles"] else ""
         )
         lines += ["", f"The FP32 row ran at f32; left to itself, this runtime runs FP32 models at {default} on this "
-                  f"machine{default_row}. Reference hypervolume: {summary['reference_hv_source']}; of its "
-                  f"{summary.get('reference_plans', 0)} plans, the {summary.get('reference_timed', 0)} in the first "
-                  f"{config['reference_timed_ranks']} non-dominated ranks of their own evaluation were re-timed in the rounds.", ""]
+                  f"machine{default_row}. Reference hypervolume: {summary['reference_hv_source']}" + (
+                      f"; of the {summary['reference_plans']} reference plans, the {summary['reference_timed']} in the first "
+                      f"{config['reference_timed_ranks']} non-dominated ranks of their own evaluation were re-timed in the rounds."
+                      if summary.get("reference_plans") else "; no reference plans beyond the methods' were evaluated in this run."
+                  ), ""]
         lines += ["Targets (issue 8):", ""] + targets_verdict(summary, max_drop) + [""]
         fidelity = summary["fidelity"]
         if fidelity:
@@ -231,4 +236,6 @@ def write_results(results: dict, out: Path) -> None:
                 f"| {seed} | {phases['proxy_search_s']:.0f} | {phases['rescore_s']:.0f} | {phases['full_evaluation_s']:.0f} | {total:.0f} |"
             )
         lines.append("")
+        if results.get("phases_note"):
+            lines += [results["phases_note"], ""]
     write_page(out, "\n".join(lines))
