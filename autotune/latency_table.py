@@ -23,7 +23,7 @@ import numpy as np
 from torch import nn
 
 from autotune.paths import cache_dir, workspace
-from autotune.plan import LayerChoice, Plan
+from autotune.plan import FLOAT_BITS, LayerChoice, Plan
 from autotune.progress import progress_bar
 from autotune.pruning import GroupPruner
 from autotune.spec import HardwareSpec, MeasureSettings
@@ -114,8 +114,18 @@ class LatencyTable:
         def timed(plan: Plan) -> float:
             return measure(identity, architecture, plan.to_json(), channel_multiple, spec, pruner, samples)
 
+        def buildable(base: Plan, name: str, bits: int) -> bool:
+            """A target with one float precision per model (OpenVINO's hint) cannot build 16 and 32 side by side."""
+            floats = {c.bits for n, c in base.layers.items() if n != name} | {bits}
+            return spec.float_per_layer or not set(FLOAT_BITS) <= floats
+
         probes = [
-            [(name, bits) for name, kind in kinds.items() for bits in spec.weight_bits.get(kind, (32,)) if bits != base.choice(name).bits]
+            [
+                (name, bits)
+                for name, kind in kinds.items()
+                for bits in spec.weight_bits.get(kind, (32,))
+                if bits != base.choice(name).bits and buildable(base, name, bits)
+            ]
             for base in self.bases
         ]
         self.base_ms_of: list[float] = []
