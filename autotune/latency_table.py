@@ -22,9 +22,10 @@ import joblib
 import numpy as np
 from torch import nn
 
+from autotune.errors import TargetError
 from autotune.paths import cache_dir, workspace
-from autotune.plan import FLOAT_BITS, LayerChoice, Plan
-from autotune.progress import progress_bar
+from autotune.plan import LayerChoice, Plan
+from autotune.progress import console, progress_bar
 from autotune.pruning import GroupPruner
 from autotune.spec import HardwareSpec, MeasureSettings
 from autotune.targets.base import BuildContext
@@ -114,20 +115,11 @@ class LatencyTable:
         def timed(plan: Plan) -> float:
             return measure(identity, architecture, plan.to_json(), channel_multiple, spec, pruner, samples)
 
-        def buildable(base: Plan, name: str, bits: int) -> bool:
-            """A target with one float precision per model (OpenVINO's hint) cannot build 16 and 32 side by side."""
-            floats = {c.bits for n, c in base.layers.items() if n != name} | {bits}
-            return spec.float_per_layer or not set(FLOAT_BITS) <= floats
-
         probes = [
-            [
-                (name, bits)
-                for name, kind in kinds.items()
-                for bits in spec.weight_bits.get(kind, (32,))
-                if bits != base.choice(name).bits and buildable(base, name, bits)
-            ]
+            [(name, bits) for name, kind in kinds.items() for bits in spec.weight_bits.get(kind, (32,)) if bits != base.choice(name).bits]
             for base in self.bases
         ]
+        refused: list[str] = []
         self.base_ms_of: list[float] = []
         self.log_ratios_of: list[dict[tuple[str, int], float]] = []
         self.log_prune_ratios_of: list[dict[str, float]] = []
@@ -140,7 +132,12 @@ class LatencyTable:
                 log_ratios = {}
                 for name, bits in bit_probes:
                     changed = Plan(dict(base.layers) | {name: LayerChoice(bits)})
-                    log_ratios[(name, bits)] = float(np.log(timed(changed) / base_ms))
+                    try:
+                        log_ratios[(name, bits)] = float(np.log(timed(changed) / base_ms))
+                    except TargetError as exc:
+                        # A combination the target cannot build or realise (16 beside 32 under one precision hint,
+                        # INT4 under bf16 on some layers) has no ratio: plans holding it cannot be built either.
+                        refused.append(f"{name}@{bits} on the {base.choice(name).bits}-bit base: {exc}")
                     progress.update(task, advance=1)
                 log_prune = {}
                 for group in groups:
@@ -150,6 +147,8 @@ class LatencyTable:
                 self.base_ms_of.append(base_ms)
                 self.log_ratios_of.append(log_ratios)
                 self.log_prune_ratios_of.append(log_prune)
+        if refused:
+            console.print(f"[yellow]latency table on {spec.name}: {len(refused)} probes the target refused, e.g. {refused[0]}")
         self.group_of = {m: g.root for g in groups for m in g.layers}
 
     @property

@@ -66,3 +66,17 @@ def test_a_base_per_precision_makes_every_uniform_plan_exact(tiny_context):
     # A weighted geometric mean of the bases' estimates lies within them.
     estimates = [math.exp(table._log_estimate(i, mixed)) for i in range(len(table.bases))]
     assert min(estimates) * 0.999 <= table.estimate_ms(mixed) <= max(estimates) * 1.001
+
+
+def test_bases_per_precision_on_a_target_with_one_float_precision_per_model(tiny_context):
+    """OpenVINO's precision hint is per model: where it runs 16-bit floats, probes it cannot build (16 beside 32) or
+    realise are left out rather than stopping the table, and every base is still measured exactly."""
+    hardware = load_hardware("cpu-openvino")
+    if hardware.half is None:
+        pytest.skip(f"this CPU runs no 16-bit float in OpenVINO ({hardware.half_note})")
+    table = LatencyTable(hardware, tiny_context.recovery.pruner, tiny_context.build_context(), 8, "per_precision")
+    assert 16 in table.precisions and 32 in table.precisions
+    for index, base in enumerate(table.bases):
+        assert table.estimate_ms(base) == pytest.approx(table.base_ms_of[index])
+        for name, bits in table.log_ratios_of[index]:
+            assert not {16, 32} <= set((dict(base.bits()) | {name: bits}).values()), (name, bits)
