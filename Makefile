@@ -3,7 +3,7 @@ VENV ?= .venv
 SUDO := $(shell [ "$$(id -u)" -eq 0 ] || echo sudo)
 FASHION_MNIST := /usr/share/datasets/fashion-mnist/t10k-images-idx3-ubyte.gz
 
-.PHONY: setup demo test lint benchmark benchmark-quick benchmark-targets benchmark-proxy benchmark-warm-start benchmark-calibration benchmark-samplers dashboard
+.PHONY: setup demo test lint benchmark benchmark-minilm benchmark-quick benchmark-targets benchmark-proxy benchmark-warm-start benchmark-calibration benchmark-samplers dashboard
 
 setup: $(VENV)/.installed $(FASHION_MNIST)
 
@@ -30,6 +30,11 @@ test: setup
 # reference front, measured side by side (1-2 h on 2 cores); benchmark-quick checks the pipeline in minutes.
 benchmark: setup
 	$(VENV)/bin/python -m benchmarks.run
+
+# The same comparison on the MiniLM sentence encoder (no reference front), written as a section of docs/benchmarks.md
+# (about 1.5 h on 2 cores).
+benchmark-minilm: setup
+	$(VENV)/bin/python -m benchmarks.run --study minilm --seeds 3 --rounds 3 --round-seconds 0.3 --reference-evaluations 0
 
 benchmark-quick: setup
 	$(VENV)/bin/python -m benchmarks.run --quick --out .autotune/benchmarks/quick.md

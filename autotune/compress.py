@@ -143,15 +143,44 @@ def batchnorm_from_batches(model: nn.Module) -> Iterator[nn.Module]:
         model.eval()
 
 
+class TeacherAnswers:
+    """The teacher's output on each distillation step's batch, computed once and reused by every plan: the seed fixes
+    the batch order, so every student of a study sees the same batches and only the student runs per step (the
+    teacher's forward was half a step on fashion-cnn). Kept up to `limit_bytes`; later steps run the teacher."""
+
+    def __init__(self, teacher: nn.Module, io, limit_bytes: int = 256 << 20) -> None:
+        self.teacher, self.io, self.limit_bytes = teacher, io, limit_bytes
+        self.answers: list[torch.Tensor] = []
+        self.bytes = 0
+
+    def __call__(self, step: int, inputs) -> torch.Tensor:
+        if step < len(self.answers):
+            return self.answers[step]
+        with torch.no_grad():
+            answer = self.io.run(self.teacher, inputs)
+        size = answer.numel() * answer.element_size() if isinstance(answer, torch.Tensor) else None
+        if step == len(self.answers) and size is not None and self.bytes + size <= self.limit_bytes:
+            self.answers.append(answer)
+            self.bytes += size
+        return answer
+
+
 def distill(
-    student: nn.Module, teacher: nn.Module, workload: Workload, steps: int, config: RecoveryConfig
+    student: nn.Module,
+    teacher: nn.Module,
+    workload: Workload,
+    steps: int,
+    config: RecoveryConfig,
+    answers: TeacherAnswers | None = None,
 ) -> None:
     """Fine-tune the student on the teacher's outputs (+ the workload's task loss when labels exist).
 
     The loss follows the output kind (KL on logits with a temperature, cosine on embeddings, normalised
     MSE otherwise). The seed fixes initial state and batch order, so a plan always recovers the same way.
+    `answers`: the teacher's outputs per step, shared across plans (computed here when absent).
     """
     data, io = workload.recovery, workload.io
+    answers = answers if answers is not None else TeacherAnswers(teacher, io, limit_bytes=0)
     torch.manual_seed(config.seed)
     order = torch.randperm(len(data), generator=torch.Generator().manual_seed(config.seed))
     optimizer = torch.optim.AdamW(student.parameters(), lr=config.learning_rate, weight_decay=0.0)
@@ -162,8 +191,7 @@ def distill(
         start = (step * config.batch_size) % max(1, len(data) - config.batch_size + 1)
         batch = order[start : start + config.batch_size]
         inputs = to_device(take(data.inputs, batch), config.device)
-        with torch.no_grad():
-            reference = io.run(teacher, inputs)
+        reference = answers(step, inputs)
         outputs = io.run(student, inputs)
         loss = divergence(io.output_kind, reference, outputs, config.temperature)
         if use_labels:
@@ -194,6 +222,7 @@ class Recovery:
         self._recovered_state = self._memory.cache(_recovered_state, ignore=["recovery"])
         self._recent: OrderedDict[str, dict] = OrderedDict()  # recovered states of this run, newest last
         self.last_seconds: dict[str, float] = {}  # phases of the last recovery computed (not cached)
+        self._answers: TeacherAnswers | None = None  # the teacher's outputs per distillation step, on config.device
 
     @property
     def teacher(self) -> nn.Module:
@@ -236,8 +265,10 @@ class Recovery:
         self.last_seconds["recalibrate"] = time.perf_counter() - started
         if steps > 0:
             started = time.perf_counter()
-            teacher = copy.deepcopy(self._teacher).to(config.device) if config.device != "cpu" else self._teacher
-            distill(model, teacher, self.workload, steps, config)
+            if self._answers is None:
+                teacher = copy.deepcopy(self._teacher).to(config.device) if config.device != "cpu" else self._teacher
+                self._answers = TeacherAnswers(teacher, self.workload.io)
+            distill(model, self._answers.teacher, self.workload, steps, config, self._answers)
             recalibrate_batchnorm(model, self.workload.recovery, config)
             self.last_seconds["distill"] = time.perf_counter() - started
             self.last_seconds["distill_steps_per_s"] = steps / self.last_seconds["distill"]

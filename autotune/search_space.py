@@ -12,7 +12,7 @@ from optuna.distributions import BaseDistribution, CategoricalDistribution, Floa
 
 from autotune.errors import SpecError
 from autotune.layers import ModelLayers
-from autotune.plan import FLOAT_BITS, SUPPORTED_BITS, LayerChoice, Plan
+from autotune.plan import FLOAT_BITS, HALF_PRECISION_BITS, SUPPORTED_BITS, LayerChoice, Plan
 from autotune.pruning import PruningGroup
 from autotune.spec import HardwareSpec, SearchSpaceSpec
 
@@ -251,11 +251,13 @@ def resolve(
 def _check_float_precisions(spec: SearchSpaceSpec, layers: list[LayerSpace], targets: tuple[HardwareSpec, ...]) -> None:
     """A target running one float precision per model (OpenVINO's precision hint) cannot build a plan mixing 16 and
     32 bits; refuse a space that can produce one."""
-    floats = {bits: [layer.name for layer in layers if bits in layer.bits] for bits in FLOAT_BITS}
-    if not all(floats.values()):
-        return
     for target in targets:
-        if not target.float_per_layer:
+        if target.float_per_layer:
+            continue
+        # Only kinds the one precision governs: a kind with no 16-bit form on the target stays at 32 beside 16.
+        governed = [layer for layer in layers if target.supports(layer.kind, HALF_PRECISION_BITS)]
+        floats = {bits: [layer.name for layer in governed if bits in layer.bits] for bits in FLOAT_BITS}
+        if all(floats.values()):
             raise SpecError(
                 f"{spec.path}: layers {floats[16][:3]} may run at 16 bits and {floats[32][:3]} at 32, but target "
                 f"{target.name!r} ({target.path}) runs every float layer of a model at one precision ([float] "

@@ -27,7 +27,12 @@ PHASES_ATTR = "benchmark_phases_s"  # on the proxy study: search and re-score se
 
 
 def sweep_plans(context: StudyContext, ratios=SWEEP_RATIOS) -> list[Plan]:
-    return [context.space.uniform_plan(8, ratio) for ratio in ratios]
+    """INT8 at each ratio, snapped to the space's grid (MiniLM prunes 0 / 0.25 / 0.5 of its heads): distinct plans."""
+    plans = {}
+    for ratio in ratios:
+        plan = context.space.uniform_plan(8, ratio)
+        plans.setdefault(plan.digest(), plan)
+    return list(plans.values())
 
 
 def random_plans(context: StudyContext, count: int, seed: int) -> list[Plan]:

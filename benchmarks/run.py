@@ -27,7 +27,7 @@ from optuna.trial import TrialState
 from autotune.context import prepare
 from autotune.evaluate import Evaluator, measured_study_name, tool_versions, trial_key
 from autotune.pareto import hypervolume, nondominated_ranks
-from autotune.plan import Plan
+from autotune.plan import HALF_PRECISION_BITS, LayerChoice, Plan
 from autotune.progress import console
 from autotune.promotion import Candidate, reference_candidates
 from autotune.scoring import ProxyScorer
@@ -45,7 +45,7 @@ from benchmarks.metrics import (
     ratio_interval,
     spearman_interval,
 )
-from benchmarks.page import write_results
+from benchmarks.page import companions_of, render, write_results
 from benchmarks.pages import quiet_libraries
 from benchmarks.timing import fetch_artifact, interleaved_rounds, quicker
 
@@ -174,12 +174,16 @@ class Benchmark:
     def evaluate_runtime_defaults(self) -> None:
         """FP32 as the runtime runs it when not told otherwise (OpenVINO: bf16 on CPUs with AMX): the unquantized plan
         with every layer at 16 bits, on each target whose default is a 16-bit float it realises."""
-        plan = Plan.uniform(self.context.layer_kinds, 16)
         for hardware in self.spec.targets:
             target = make_target(hardware)
             default = target.runtime_float_default()
             if default == "f32" or hardware.half != default:
                 continue
+            # Kinds the runtime keeps at 32 under its 16-bit default (OpenVINO's Gather reads an f32 table) stay at 32.
+            plan = Plan({
+                name: LayerChoice(HALF_PRECISION_BITS if hardware.supports(kind, HALF_PRECISION_BITS) else 32)
+                for name, kind in self.context.layer_kinds.items()
+            })
             console.rule(f"FP32 at the runtime's default precision ({default}) on {hardware.name}")
             self.evaluator.run_target(target, hardware, [Candidate(RUNTIME_DEFAULT, plan)])
             self.runtime_default[hardware.name] = plan.digest()
@@ -379,7 +383,8 @@ def summarise(bench: Benchmark, hardware, measured: dict) -> dict:
 def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--quick", action="store_true", help="a tiny study and budgets: checks the pipeline in minutes")
-    parser.add_argument("--out", default=str(ROOT / "docs" / "benchmarks.md"))
+    parser.add_argument("--study", default=None, help="the study spec to benchmark (default fashion-cnn; minilm: no reference front)")
+    parser.add_argument("--out", default=None, help="the page (default docs/benchmarks.md; another study's figures: a section of it)")
     parser.add_argument("--folder", default=None, help="storage, artifacts and caches (default .autotune/benchmarks/<study>)")
     parser.add_argument("--seeds", type=int, default=None)
     parser.add_argument("--trials", type=int, default=None)
@@ -393,6 +398,7 @@ def main(argv: list[str] | None = None) -> None:
     args = parser.parse_args(argv)
     config = Config.quick() if args.quick else Config()
     overrides = {
+        "study": args.study,
         "seeds": args.seeds,
         "trials": args.trials,
         "evaluations": args.evaluations,
@@ -426,8 +432,20 @@ def main(argv: list[str] | None = None) -> None:
         "evaluated": bench.evaluated,
         "targets": summaries,
     }
-    write_results(results, Path(args.out))
-    console.print(f"wrote {args.out} ({results['seconds']} s)")
+    main_page = ROOT / "docs" / "benchmarks.md"
+    if args.out:
+        out = Path(args.out)
+        write_results(results, out)
+    elif config.study == Config.study:
+        out = main_page
+        write_results(results, out, companions_of(main_page))
+    else:  # another study: its figures become a section of the main page
+        out = main_page.with_name(f"{main_page.stem}-{config.study}.json")
+        write_results(results, out, page=False)
+        if main_page.with_suffix(".json").exists():
+            render(main_page)
+            console.print(f"rewrote {main_page} with a section for {config.study}")
+    console.print(f"wrote {out} ({results['seconds']} s)")
 
 
 if __name__ == "__main__":

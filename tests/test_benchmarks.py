@@ -37,6 +37,16 @@ def test_quick_benchmark_runs_and_writes_its_files(tiny_workload, tmp_path):
     # Where OpenVINO runs FP32 at a 16-bit float by default (AMX), that build is a baseline beside f32 pinned.
     default = summary["runtime_float_default"]
     assert (default != "f32") == ("fp32-runtime-default" in summary["methods"])
+    # Another study's figures (MiniLM's) become a section of the same page, its plots beside it.
+    from benchmarks.page import render, write_results
+
+    other = results | {"config": results["config"] | {"study": "other"}}
+    write_results(other, out.with_name("benchmarks-other.json"), page=False)
+    render(out)
+    page = out.read_text()
+    assert "## Study `other`" in page and "### cpu-openvino" in page and "The issue's targets are set for fashion-cnn" in page
+    assert "![cpu-openvino](benchmarks-other-cpu-openvino.png)" in page
+    assert (tmp_path / "docs" / "benchmarks-other-cpu-openvino.png").stat().st_size > 10_000
 
 
 def test_hypervolume_curve_grows_with_evaluations_and_counts_the_budget_to_a_level():

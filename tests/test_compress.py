@@ -76,6 +76,33 @@ def test_recovery_is_cached_by_pruning_subplan_and_deterministic(tiny_workload, 
     )
 
 
+def test_teacher_answers_are_computed_once_and_change_no_weight(tiny_workload):
+    """Every plan's distillation walks the same batches: the teacher runs once per step for the whole study, and the
+    recovered weights equal those of a recovery that runs the teacher at every step."""
+    plan = Plan({"down2.conv": LayerChoice(8, 0.5), "block2.conv2": LayerChoice(8, 0.5), "fc1": LayerChoice(8, 0.25)})
+
+    def recover_twice(limit_bytes: int | None):
+        recovery = Recovery(tiny_workload, RecoveryConfig(batch_size=64))
+        calls = []
+        teacher = recovery.teacher  # students are pruned copies of it and carry the hook too: count the teacher only
+        teacher.register_forward_hook(lambda module, *args: calls.append(1) if module is teacher else None)
+        ratios = recovery.pruner.group_ratios(plan)
+        states = [recovery.recover(ratios, 6)]
+        if limit_bytes is not None:  # a cap too small for one batch: the teacher runs at every step
+            recovery._answers.limit_bytes = limit_bytes
+            recovery._answers.answers.clear()
+        states.append(recovery.recover({name: ratio * 0.5 for name, ratio in ratios.items()}, 6))
+        return states, len(calls)
+
+    shared, shared_calls = recover_twice(None)
+    plain, plain_calls = recover_twice(0)
+    # Batch-norm re-calibration runs the student, never the teacher; the 6 steps each ran it once.
+    assert shared_calls == 6 and plain_calls == 12
+    for state_shared, state_plain in zip(shared, plain, strict=True):
+        for name, value in state_shared.items():
+            assert torch.equal(value, state_plain[name]), name
+
+
 def test_recovery_improves_a_pruned_model(tiny_workload):
     recovery = Recovery(tiny_workload, RecoveryConfig(batch_size=64))
     pruned_layers = ("stem.conv", "down1.conv", "block1.conv2", "down2.conv", "block2.conv2", "fc1")

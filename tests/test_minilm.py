@@ -12,6 +12,7 @@ import numpy as np
 import pytest
 import torch
 
+from autotune.errors import TargetError
 from autotune.plan import LayerChoice, Plan
 from autotune.spec import load_hardware, load_study_spec
 from autotune.targets import make_target
@@ -159,6 +160,29 @@ def test_openvino_build_realises_int8_int4_and_fp32_layers(context, workload, fp
     assert artifact.size_bytes < 25e6  # FP32: 90 MB
     value = target.evaluate(artifact, workload.validation, workload.metric)
     assert abs(value - workload.metric(fp32_embeddings, workload.validation.labels_numpy())) < 0.03
+
+
+def test_openvino_runs_linear_layers_at_bf16_beside_float_embedding_tables(context, workload, fp32_embeddings, tmp_path):
+    """OpenVINO's bf16 hint reaches MatMuls but not Gather: a plan with every linear layer at 16 bits keeps its
+    embedding tables at 32, and the target builds it rather than refusing 16 beside 32 (read back from the compiled
+    model). This is FP32 as OpenVINO runs it by default on an AMX CPU."""
+    hardware = load_hardware("cpu-openvino-text")
+    if hardware.half is None:
+        pytest.skip(f"this CPU runs no 16-bit float in OpenVINO ({hardware.half_note})")
+    assert not hardware.supports("embedding", 16) and hardware.supports("linear", 16)
+    target = make_target(hardware)
+    plan = Plan({name: LayerChoice(32 if kind == "embedding" else 16) for name, kind in context.layer_kinds.items()})
+    build = BuildContext(context.layers, workload.io, take(workload.calibration, slice(0, 4)))
+    artifact = target.build(context.recovery.teacher, plan, build, tmp_path)
+    realised = artifact.realised_precision
+    kinds = context.layer_kinds
+    assert {realised[name] for name, kind in kinds.items() if kind == "embedding"} == {"f32"}
+    assert {realised[name] for name, kind in kinds.items() if kind == "linear"} == {hardware.half}
+    value = target.evaluate(artifact, workload.validation, workload.metric)
+    assert abs(value - workload.metric(fp32_embeddings, workload.validation.labels_numpy())) < 0.03
+    mixed = Plan(dict(plan.layers) | {"encoder.layer.0.attention.self.query": LayerChoice(32)})
+    with pytest.raises(TargetError, match="runs every floating-point layer of a model at one precision"):
+        target.check_plan(mixed, context.layers)
 
 
 def test_diagnostics_score_fp32_as_itself(context, workload):

@@ -202,6 +202,11 @@ def test_a_whole_model_float_target_refuses_a_space_mixing_16_and_32(catalogue):
     write(catalogue / "search_spaces", "t", '[[layers]]\nkind = "conv"\nbits = [8, 16]\n')
     space = resolve(load_search_space("t"), {"stem.conv": "conv", "block.conv1": "conv"}, set(), (target,))
     assert space.layers[0].bits == (8, 16)
+    # A kind the precision does not govern (no 16 on the target: OpenVINO's Gather) may stay at 32 beside 16.
+    write(catalogue / "hardware", "g", 'backend = "openvino"\n[weight_bits]\nconv = [8, 16, 32]\nembedding = [8, 32]\n[float]\nhalf = "bf16"\nper_layer = false\n')
+    write(catalogue / "search_spaces", "e", '[[layers]]\nkind = "conv"\nbits = [8, 16]\n[[layers]]\nkind = "embedding"\nbits = [8, 32]\n')
+    space = resolve(load_search_space("e"), {"stem.conv": "conv", "table": "embedding"}, set(), (load_hardware("g"),))
+    assert {layer.name: layer.bits for layer in space.layers} == {"stem.conv": (8, 16), "table": (8, 32)}
 
 
 def test_grids_are_ordered_parameters(catalogue):

@@ -11,7 +11,7 @@ from torch import nn
 
 from autotune.errors import TargetError
 from autotune.layers import ModelLayers
-from autotune.plan import FLOAT_BITS, Plan
+from autotune.plan import FLOAT_BITS, HALF_PRECISION_BITS, Plan
 from autotune.targets.measure import summarise, time_calls
 from autotune.workloads import LabelledData
 from autotune.workloads.io import Inputs, ModelIO, repeat_first
@@ -105,7 +105,9 @@ class Target:
                     f"(it realises {self.spec.realises(layer_kinds[name])})"
                 )
         if not self.spec.float_per_layer:
-            floats = {plan.choice(name).bits for name in layer_kinds} & set(FLOAT_BITS)
+            # Only kinds the one precision governs: a kind with no 16-bit form (OpenVINO's Gather) stays at 32 anyway.
+            governed = [name for name, kind in layer_kinds.items() if self.spec.supports(kind, HALF_PRECISION_BITS)]
+            floats = {plan.choice(name).bits for name in governed} & set(FLOAT_BITS)
             if len(floats) > 1:
                 raise TargetError(
                     f"target {self.name!r} runs every floating-point layer of a model at one precision; "
