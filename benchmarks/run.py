@@ -173,7 +173,7 @@ class Benchmark:
 
     def evaluate_runtime_defaults(self) -> None:
         """FP32 as the runtime runs it when not told otherwise (OpenVINO: bf16 on CPUs with AMX): the unquantized plan
-        with every layer at 16 bits, on each target whose default is a 16-bit float it realises."""
+        with every layer the target runs at 16 bits there, on each target whose default is a 16-bit float it realises."""
         for hardware in self.spec.targets:
             target = make_target(hardware)
             default = target.runtime_float_default()
