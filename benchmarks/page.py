@@ -244,8 +244,12 @@ def write_results(results: dict, out: Path, companions: dict[str, dict] | None =
     out.parent.mkdir(parents=True, exist_ok=True)
     out.with_suffix(".json").write_text(json.dumps(results, indent=1, default=str))
     plot(results, out)
-    if not page:
-        return
+    if page:
+        write_markdown(results, out, companions)
+
+
+def write_markdown(results: dict, out: Path, companions: dict[str, dict] | None = None) -> None:
+    """The page alone, from results already stored with their plots."""
     machine = results["machine"]
     lines = [
         "# autotune against the alternatives",
@@ -278,8 +282,8 @@ def companions_of(main: Path) -> dict[str, dict]:
 
 
 def render(main: Path) -> None:
-    """docs/benchmarks.md again from the stored results (the main study's and every companion's)."""
-    write_results(json.loads(main.with_suffix(".json").read_text()), main, companions_of(main))
+    """docs/benchmarks.md again from the stored results (the main study's and every companion's); plots untouched."""
+    write_markdown(json.loads(main.with_suffix(".json").read_text()), main, companions_of(main))
 
 
 if __name__ == "__main__":

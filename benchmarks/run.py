@@ -300,7 +300,6 @@ def summarise(bench: Benchmark, hardware, measured: dict) -> dict:
             "hv_final": float(curve[-1] / reference_hv) if reference_hv else 0.0,
             "evaluations_to_95": evaluations_to_reach(curve, 0.95 * reference_hv),
             "best_throughput_vs_int8": ratio_interval(in_round(fast["key"], "throughput_per_s"), in_round(int8["key"], "throughput_per_s")) if fast else None,
-            "best_throughput_vs_fp32": ratio_interval(in_round(fast["key"], "throughput_per_s"), in_round(fp32["key"], "throughput_per_s")) if fast else None,
             "best_throughput_vs_runtime_default": ratio_interval(in_round(fast["key"], "throughput_per_s"), in_round(runtime_default["key"], "throughput_per_s")) if fast else None,
             "best_batch1_vs_int8": ratio_interval(in_round(int8["key"], "latency_p50_ms"), in_round(quick_single["key"], "latency_p50_ms")) if quick_single else None,
             "smallest_size_vs_fp32": small["size_mb"] / fp32["size_mb"] if small else None,
