@@ -187,6 +187,23 @@ def study_header(results: dict) -> list[str]:
     ]
 
 
+def provenance_sentence(provenance: dict | None, run_versions: dict) -> str:
+    """When the cached plans behind the reference front were evaluated, and with which versions if not the run's."""
+    if not provenance:
+        return ""
+    sets = provenance["versions"]
+    if len(sets) == 1 and sets[0]["versions"] == run_versions:
+        versions = "all with the versions above"
+    else:
+        versions = "; ".join(
+            f"{entry['plans']} with " + ", ".join(f"{k} {v}" for k, v in entry["versions"].items()) for entry in sets
+        )
+    return (
+        f" Those {provenance['plans']} plans were evaluated (and cached in the benchmark's storage) from "
+        f"{provenance['first']} to {provenance['last']}, {versions}."
+    )
+
+
 def study_sections(results: dict, image_stem: str, level: str = "##", default_study: bool = True) -> list[str]:
     """Per target: the method table, what FP32 ran at, the issue's targets, proxy fidelity and the plots; then the
     whole-cycle times."""
@@ -205,7 +222,7 @@ def study_sections(results: dict, image_stem: str, level: str = "##", default_st
                       f"; of the {summary['reference_plans']} reference plans, the {summary['reference_timed']} in the first "
                       f"{config['reference_timed_ranks']} non-dominated ranks of their own evaluation were re-timed in the rounds."
                       if summary.get("reference_plans") else "; no reference plans beyond the methods' were evaluated in this run."
-                  ), ""]
+                  ) + provenance_sentence(summary.get("reference_provenance"), results["versions"]), ""]
         heading = "Targets (issue 8):" if default_study else "The issue's targets are set for fashion-cnn; this study against them, for comparison:"
         lines += [heading, ""] + targets_verdict(summary, max_drop) + [""]
         fidelity = summary["fidelity"]

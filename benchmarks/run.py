@@ -14,14 +14,16 @@ from __future__ import annotations
 
 import argparse
 import dataclasses
+import json
 import os
+import tempfile
 import platform
 import sys
 import time
 from pathlib import Path
 
 import numpy as np
-from optuna.artifacts import FileSystemArtifactStore
+from optuna.artifacts import FileSystemArtifactStore, download_artifact
 from optuna.trial import TrialState
 
 from autotune.context import prepare
@@ -245,7 +247,38 @@ class Benchmark:
             "rounds": rounds,
             "sizes": sizes,
             "extra_seconds": extra_seconds,
+            "store": store,
         }
+
+
+def evaluated_keys(bench: Benchmark) -> set[str]:
+    """Every plan some method or the reference front sent to the full evaluation."""
+    return {key for runs in bench.evaluated.values() for keys in runs.values() for key in keys}
+
+
+def provenance(store: FileSystemArtifactStore, trials: dict, keys: set[str]) -> dict:
+    """When the plans behind the reference front were evaluated (they are cached across runs) and with which tool
+    versions: the dates of their measured trials, the versions from each artifact's recipe."""
+    found = [trials[key] for key in sorted(keys) if key in trials]
+    if not found:
+        return {}
+    versions: dict[str, int] = {}
+    with tempfile.TemporaryDirectory() as scratch:
+        for trial in found:
+            artifact_id = trial.user_attrs.get("artifact_ids", {}).get("recipe.json")
+            if artifact_id is None:
+                continue
+            path = Path(scratch) / f"{trial.number}.json"
+            download_artifact(artifact_store=store, artifact_id=artifact_id, file_path=str(path))
+            recipe_versions = json.dumps(json.loads(path.read_text()).get("versions", {}), sort_keys=True)
+            versions[recipe_versions] = versions.get(recipe_versions, 0) + 1
+    started = [t.datetime_start for t in found if t.datetime_start]
+    return {
+        "plans": len(found),
+        "first": min(started).strftime("%Y-%m-%d %H:%M UTC") if started else None,
+        "last": max(started).strftime("%Y-%m-%d %H:%M UTC") if started else None,
+        "versions": [{"versions": json.loads(text), "plans": count} for text, count in versions.items()],
+    }
 
 
 def summarise(bench: Benchmark, hardware, measured: dict) -> dict:
@@ -368,6 +401,7 @@ def summarise(bench: Benchmark, hardware, measured: dict) -> dict:
         "reference_hv_source": f"the front of all {len(plan_keys)} plans measured in this run (every method's, the reference plans, FP32 and INT8)",
         "reference_plans": len(reference_keys),
         "reference_timed": sum(k in rows for k in reference_keys),
+        "reference_provenance": provenance(measured["store"], measured["trials"], evaluated_keys(bench) | set(roles.values())),
         "rows": rows,
         "rounds": rounds,
         "roles": roles,

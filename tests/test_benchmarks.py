@@ -32,6 +32,11 @@ def test_quick_benchmark_runs_and_writes_its_files(tiny_workload, tmp_path):
         assert np.isfinite([row["drop_pts"], row["batch_latency_ms"], row["throughput_per_s"], row["size_mb"]]).all()
     assert summary["rows"][summary["roles"]["fp32"]]["drop_pts"] == 0.0
     assert results["versions"]["openvino"] and results["machine"]["cores"] >= 1
+    # The cached plans behind the reference front carry their evaluation dates and versions (from their recipes).
+    provenance = summary["reference_provenance"]
+    assert provenance["plans"] >= summary["reference_plans"] and provenance["first"] <= provenance["last"]
+    assert provenance["versions"] == [{"versions": results["versions"], "plans": provenance["plans"]}]
+    assert f"Those {provenance['plans']} plans were evaluated" in page and "all with the versions above" in page
     # Every method's front lies inside the reference front (all plans measured in the run).
     assert all(f["hv_final"] <= 1.0 + 1e-9 for runs in summary["methods"].values() for f in runs.values() if "hv_final" in f)
     # Where OpenVINO runs FP32 at a 16-bit float by default (AMX), that build is a baseline beside f32 pinned.
