@@ -6,8 +6,9 @@ full evaluations (several seeds); the uniform sweep (INT8 + one pruning ratio ev
 reference front (random and uniform plans, many full evaluations, kept in the benchmark's storage so a rerun reuses
 them). Speed is re-measured at the end in interleaved rounds, every artifact once per round in a random order.
 
-Run: `python -m benchmarks.run` (full: about 1-2 h on 2 cores) or `python -m benchmarks.run --quick` (minutes, tiny
-study: checks the pipeline, not the figures).
+Run: `python -m benchmarks.run` (full: about 3.5 h on 2 cores from an empty cache, half of it the reference front;
+a rerun reuses every cached evaluation and re-times, about 30 min) or `python -m benchmarks.run --quick` (minutes,
+tiny study: checks the pipeline, not the figures).
 """
 
 from __future__ import annotations
