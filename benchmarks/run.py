@@ -17,9 +17,9 @@ import argparse
 import dataclasses
 import json
 import os
-import tempfile
 import platform
 import sys
+import tempfile
 import time
 from pathlib import Path
 

@@ -88,3 +88,41 @@ def test_auto_sampler_is_tpe_cold_and_nsga2_warm():
 
     assert sampler_name("auto", warm=False) == "tpe" and sampler_name("auto", warm=True) == "nsga2"
     assert sampler_name("gp", warm=True) == "gp"
+
+
+def test_fitted_latency_learns_a_latency_that_follows_kept_channels_and_precision():
+    from autotune.plan import LayerChoice, Plan
+    from benchmarks.fidelity import fitted_latency
+
+    rng = np.random.default_rng(0)
+    layers = [f"block{i}.conv" for i in range(6)]
+    plans, latencies = [], []
+    for _ in range(80):
+        choices = {name: LayerChoice(int(rng.choice([4, 8, 32])), float(rng.choice([0.0, 0.3, 0.6]))) for name in layers}
+        plans.append(Plan(choices))
+        # Each layer's cost: its kept channels, three times dearer as a float; 5% measurement noise.
+        cost = sum((1 - c.prune) * (3.0 if c.bits == 32 else 1.0) for c in choices.values())
+        latencies.append(cost * rng.lognormal(0, 0.05))
+    found = fitted_latency(plans, np.array(latencies))
+    assert found["10-fold"][0] > 0.9 and found["learnt from 48"][0] > 0.9
+    low, high = found["learnt from 16"][1]
+    assert low <= found["learnt from 16"][0] <= high
+
+
+def test_whole_cycle_is_timed_in_a_fresh_workspace_and_each_study_keeps_its_section(tiny_workload, tmp_path):
+    import os
+
+    from benchmarks.cycle import section, timed_cycle, write
+
+    home = os.environ["AUTOTUNE_HOME"]
+    before = sorted((Path(home) / "cache").rglob("*"))
+    found = timed_cycle("fashion-cnn-tiny", 0, 3, 1)
+    assert os.environ["AUTOTUNE_HOME"] == home and sorted((Path(home) / "cache").rglob("*")) == before
+    assert found["plans"] == 1 and all(seconds > 0 for seconds in found["phases"].values())
+    out = tmp_path / "cycle-time.md"
+    write(out, "other", ["## other", "", "kept", ""])
+    for _ in range(2):  # a rerun replaces its own section
+        write(out, "fashion-cnn-tiny", section("fashion-cnn-tiny", 0, 3, found))
+    page = out.read_text()
+    assert "## other" in page and "kept" in page and page.count("## fashion-cnn-tiny") == 1
+    assert "| start-up s | proxy search s |" in page
