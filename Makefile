@@ -3,7 +3,7 @@ VENV ?= .venv
 SUDO := $(shell [ "$$(id -u)" -eq 0 ] || echo sudo)
 FASHION_MNIST := /usr/share/datasets/fashion-mnist/t10k-images-idx3-ubyte.gz
 
-.PHONY: setup demo test lint benchmark benchmark-minilm benchmark-quick benchmark-targets benchmark-proxy benchmark-warm-start benchmark-calibration benchmark-samplers dashboard
+.PHONY: setup demo test lint benchmark benchmark-minilm benchmark-quick benchmark-targets benchmark-proxy benchmark-warm-start benchmark-calibration benchmark-samplers benchmark-fidelity benchmark-cycle dashboard
 
 setup: $(VENV)/.installed $(FASHION_MNIST)
 
@@ -60,6 +60,15 @@ benchmark-calibration: setup
 # Writes docs/samplers.md: NSGA-II, TPE and random search by proxy hypervolume over trials (10 seeds; --samplers adds gp).
 benchmark-samplers: setup
 	$(VENV)/bin/python benchmarks/samplers.py --seeds 10 --trials 48
+
+# Writes docs/proxy-fidelity.md: proxy variants (W8A8, latency bases, a fitted latency) on the plans `make benchmark` measured.
+benchmark-fidelity: setup
+	$(VENV)/bin/python -m benchmarks.fidelity --folder .autotune/benchmarks/fashion-cnn --results docs/benchmarks.json
+
+# Writes docs/cycle-time.md: one whole cycle (200 proxy trials, 16 full evaluations) per study from cold caches.
+benchmark-cycle: setup
+	$(VENV)/bin/python -m benchmarks.cycle --study fashion-cnn
+	$(VENV)/bin/python -m benchmarks.cycle --study minilm
 
 dashboard: setup
 	$(VENV)/bin/autotune dashboard
