@@ -105,7 +105,8 @@ def write(out: Path, study: str, lines: list[str]) -> None:
             if current is not None:
                 sections[current].append(line)
     sections[study] = lines
-    out.write_text("\n".join(header + [line for body in sections.values() for line in body]).rstrip() + "\n")
+    bodies = ["\n".join(body).strip() for body in sections.values()]
+    out.write_text("\n".join(header) + "\n" + "\n\n".join(bodies) + "\n")
 
 
 def main(argv: list[str] | None = None) -> None:

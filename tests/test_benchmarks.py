@@ -124,5 +124,5 @@ def test_whole_cycle_is_timed_in_a_fresh_workspace_and_each_study_keeps_its_sect
     for _ in range(2):  # a rerun replaces its own section
         write(out, "fashion-cnn-tiny", section("fashion-cnn-tiny", 0, 3, found))
     page = out.read_text()
-    assert "## other" in page and "kept" in page and page.count("## fashion-cnn-tiny") == 1
+    assert "## other" in page and "kept\n\n## fashion-cnn-tiny" in page and page.count("## fashion-cnn-tiny") == 1
     assert "| start-up s | proxy search s |" in page
