@@ -27,7 +27,7 @@ test: setup
 	$(VENV)/bin/pytest -q
 
 # Writes docs/benchmarks.md: autotune vs FP32, INT8, NNCF accuracy control, random search, the uniform sweep and a
-# reference front, measured side by side (3.5 h on 2 cores from an empty cache, about 30 min when cached);
+# reference front, measured side by side (an estimated 3.5 h on 2 cores from an empty cache, about 30 min when cached);
 # benchmark-quick checks the pipeline in minutes.
 benchmark: setup
 	$(VENV)/bin/python -m benchmarks.run

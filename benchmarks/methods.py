@@ -55,7 +55,7 @@ def autotune_plans(
     promoted candidates (their proxy scores)."""
     spec = dataclasses.replace(
         context.spec,
-        name=f"bench/autotune/{sampler}-s{seed}",
+        name=f"{context.spec.name}/autotune/{sampler}-s{seed}",
         seed=seed,
         sampler=sampler,
         trials=trials,

@@ -6,8 +6,8 @@ full evaluations (several seeds); the uniform sweep (INT8 + one pruning ratio ev
 reference front (random and uniform plans, many full evaluations, kept in the benchmark's storage so a rerun reuses
 them). Speed is re-measured at the end in interleaved rounds, every artifact once per round in a random order.
 
-Run: `python -m benchmarks.run` (full: about 3.5 h on 2 cores from an empty cache, half of it the reference front;
-a rerun reuses every cached evaluation and re-times, about 30 min) or `python -m benchmarks.run --quick` (minutes,
+Run: `python -m benchmarks.run` (full: an estimated 3.5 h on 2 cores from an empty cache, half of it the reference
+front; a rerun reuses every cached evaluation and re-times, about 30 min) or `python -m benchmarks.run --quick` (minutes,
 tiny study: checks the pipeline, not the figures).
 """
 
@@ -217,7 +217,7 @@ class Benchmark:
         config, workload = self.config, self.context.workload
         target = make_target(hardware)
         timed = quicker(target, config.round_seconds, 10) if config.round_seconds else target
-        store = FileSystemArtifactStore(str(self.folder / "artifacts"))
+        store = self.evaluator.artifact_store
         trials = self.trials(hardware.name)
         roles = {c.role: c.plan.digest() for c in self.references}
         if hardware.name in self.runtime_default:
@@ -248,7 +248,6 @@ class Benchmark:
             "rounds": rounds,
             "sizes": sizes,
             "extra_seconds": extra_seconds,
-            "store": store,
         }
 
 
@@ -402,7 +401,7 @@ def summarise(bench: Benchmark, hardware, measured: dict) -> dict:
         "reference_hv_source": f"the front of all {len(plan_keys)} plans measured in this run (every method's, the reference plans, FP32 and INT8)",
         "reference_plans": len(reference_keys),
         "reference_timed": sum(k in rows for k in reference_keys),
-        "reference_provenance": provenance(measured["store"], measured["trials"], evaluated_keys(bench) | set(roles.values())),
+        "reference_provenance": provenance(bench.evaluator.artifact_store, measured["trials"], evaluated_keys(bench) | set(roles.values())),
         "rows": rows,
         "rounds": rounds,
         "roles": roles,
