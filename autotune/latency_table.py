@@ -33,6 +33,7 @@ from autotune.targets.measure import summarise
 from autotune.workloads.io import repeat_first, take
 
 PROBE_PRUNE = 0.5
+MIN_SUM_FRACTION = 0.05  # added savings never estimate a plan below this fraction of its base
 PROBE_MEASURE = MeasureSettings(warmup=5, min_repeats=30, min_seconds=0.3, max_repeats=1000)
 
 
@@ -71,6 +72,9 @@ def _plan_latency_ms(
 
 
 BASES = ("int8", "per_precision")
+PRUNING_PROBES = ("half_width", "every_width")
+COMPOSITIONS = ("product", "sum")
+PRUNING_PRECISIONS = ("base", "every")
 
 
 def base_plans(spec: HardwareSpec, kinds: dict[str, str], bases: str) -> list[tuple[int, Plan]]:
@@ -98,15 +102,28 @@ class LatencyTable:
     """
 
     def __init__(
-        self, spec: HardwareSpec, pruner: GroupPruner, build: BuildContext, channel_multiple: int = 1, bases: str = "int8"
+        self,
+        spec: HardwareSpec,
+        pruner: GroupPruner,
+        build: BuildContext,
+        channel_multiple: int = 1,
+        bases: str = "int8",
+        pruning_probes: str = "half_width",
+        prune_ratios: dict[str, tuple[float, ...]] | None = None,
+        composition: str = "product",
+        pruning_precisions: str = "base",
     ) -> None:
         self.spec = spec
+        self.channel_multiple = channel_multiple
+        self.composition = composition
         kinds = build.layers.kinds
         built = base_plans(spec, kinds, bases)
         self.precisions = [bits for bits, _ in built]
         self.bases = [plan for _, plan in built]
         self.base = self.bases[0]
         groups = pruner.prunable
+        self.groups = groups
+        probe_ratios = {g.root: self._probe_ratios(g, pruning_probes, (prune_ratios or {}).get(g.root)) for g in groups}
         memory = joblib.Memory(cache_dir("latency"), verbose=0)
         measure = memory.cache(_plan_latency_ms, ignore=["spec", "pruner", "build"])
         identity, architecture = _target_identity(spec), architecture_key(pruner.teacher)
@@ -115,6 +132,8 @@ class LatencyTable:
         def timed(plan: Plan) -> float:
             return measure(identity, architecture, plan.to_json(), channel_multiple, spec, pruner, samples)
 
+        self.measured_ms = timed  # a plan's measured latency (read from the cache for the probes)
+
         probes = [
             [(name, bits) for name, kind in kinds.items() for bits in spec.weight_bits.get(kind, (32,)) if bits != base.choice(name).bits]
             for base in self.bases
@@ -122,9 +141,13 @@ class LatencyTable:
         refused: list[str] = []
         self.base_ms_of: list[float] = []
         self.log_ratios_of: list[dict[tuple[str, int], float]] = []
-        self.log_prune_ratios_of: list[dict[str, float]] = []
+        # Per group, per precision of its root: kept channels -> log ratio to the unpruned plan at that precision.
+        self.prune_curves_of: list[dict[str, dict[int, dict[int, float]]]] = []
         with progress_bar() as progress:
-            total = sum(len(p) + len(groups) + 1 for p in probes)
+            pruned_probes = sum(map(len, probe_ratios.values()))
+            if pruning_precisions == "every":
+                pruned_probes += sum(len(probe_ratios[r]) for p in probes for r, _ in p if r in probe_ratios) / len(probes)
+            total = sum(len(p) + pruned_probes + 1 for p in probes)
             task = progress.add_task(f"latency table on {spec.name}", total=total)
             for base, bit_probes in zip(self.bases, probes, strict=True):
                 base_ms = timed(base)
@@ -139,14 +162,32 @@ class LatencyTable:
                         # INT4 under bf16 on some layers) has no ratio: plans holding it cannot be built either.
                         refused.append(f"{name}@{bits} on the {base.choice(name).bits}-bit base: {exc}")
                     progress.update(task, advance=1)
-                log_prune = {}
+                curves = {}
                 for group in groups:
-                    changed = Plan(dict(base.layers) | {m: LayerChoice(base.choice(m).bits, PROBE_PRUNE) for m in group.layers})
-                    log_prune[group.root] = float(np.log(timed(changed) / base_ms))
-                    progress.update(task, advance=1)
+                    root_bits = base.choice(group.root).bits
+                    precisions = {root_bits: 0.0}
+                    if pruning_precisions == "every":  # a float root pruned may gain where an INT8 one loses
+                        precisions |= {b: log for (n, b), log in log_ratios.items() if n == group.root}
+                    curves[group.root] = {}
+                    for bits, unpruned in precisions.items():
+                        curve = {group.channels: 0.0}
+                        for ratio in probe_ratios[group.root]:
+                            layers = {m: LayerChoice(base.choice(m).bits, ratio) for m in group.layers}
+                            layers[group.root] = LayerChoice(bits, ratio)
+                            try:
+                                probed = timed(Plan(dict(base.layers) | layers))
+                            except TargetError as exc:  # as above; this precision keeps the base's pruning ratios
+                                refused.append(f"{group.root}@{bits} pruned {ratio:g} on the {root_bits}-bit base: {exc}")
+                                curve = None
+                                break
+                            finally:
+                                progress.update(task, advance=1)
+                            curve[group.kept(ratio, channel_multiple)] = float(np.log(probed / base_ms)) - unpruned
+                        if curve is not None:
+                            curves[group.root][bits] = curve
                 self.base_ms_of.append(base_ms)
                 self.log_ratios_of.append(log_ratios)
-                self.log_prune_ratios_of.append(log_prune)
+                self.prune_curves_of.append(curves)
         if refused:
             console.print(f"[yellow]latency table on {spec.name}: {len(refused)} probes the target refused, e.g. {refused[0]}")
         self.group_of = {m: g.root for g in groups for m in g.layers}
@@ -161,18 +202,46 @@ class LatencyTable:
 
     @property
     def log_prune_ratios(self) -> dict[str, float]:
-        return self.log_prune_ratios_of[0]
+        """Per group, the log ratio measured at half width (the `half_width` probe)."""
+        kept = {g.root: g.kept(PROBE_PRUNE, self.channel_multiple) for g in self.groups}
+        return {g.root: self.prune_curves_of[0][g.root][self.base.choice(g.root).bits][kept[g.root]] for g in self.groups}
+
+    def _probe_ratios(self, group, pruning_probes: str, ratios: tuple[float, ...] | None) -> tuple[float, ...]:
+        """Half width, or every ratio of the search space that keeps a distinct width (kernels are fastest on some
+        widths: 48 channels ran slower than 32 and 64 on OpenVINO, so one probe cannot be interpolated)."""
+        if pruning_probes == "half_width" or not ratios:
+            return (PROBE_PRUNE,)
+        widths = {}
+        for ratio in sorted(r for r in ratios if r > 0):
+            widths.setdefault(group.kept(ratio, self.channel_multiple), ratio)
+        return tuple(widths.values())
+
+    def _log_prune(self, index: int, group, ratio: float, bits: int) -> float:
+        """The group's measured log ratio at the plan's kept width, measured with its root at `bits` where it was
+        (else at the base's precision); between probed widths, linear in channels."""
+        if ratio <= 0:
+            return 0.0
+        curves = self.prune_curves_of[index][group.root]
+        curve = curves.get(bits, curves[self.bases[index].choice(group.root).bits])
+        kept = group.kept(ratio, self.channel_multiple)
+        if kept in curve:
+            return curve[kept]
+        widths = sorted(curve)
+        if len(widths) == 2:  # the half-width probe alone: log-linear in the ratio, as it was measured
+            return curve[widths[0]] * ratio / PROBE_PRUNE
+        return float(np.interp(kept, widths, [curve[w] for w in widths]))
 
     def _log_estimate(self, index: int, plan: Plan) -> float:
-        """log ms from one base: its latency x each layer's ratio for its bits x each pruned group's ratio, the
-        pruning ratio interpolated in log space."""
+        """log ms from one base: its latency and each layer's ratio for its bits and each pruned group's ratio at its
+        width, multiplied (`product`) or added as time deltas (`sum`: a layer's cost adds to the others' instead of
+        scaling them, so many float layers do not compound)."""
         base = self.bases[index]
-        log_total = np.log(self.base_ms_of[index])
-        for name in base.layers:
-            log_total += self.log_ratios_of[index].get((name, plan.choice(name).bits), 0.0)
-        for root, log_ratio in self.log_prune_ratios_of[index].items():
-            log_total += log_ratio * plan.choice(root).prune / PROBE_PRUNE
-        return float(log_total)
+        logs = [self.log_ratios_of[index].get((name, plan.choice(name).bits), 0.0) for name in base.layers]
+        logs += [self._log_prune(index, g, plan.choice(g.root).prune, plan.choice(g.root).bits) for g in self.groups]
+        if self.composition == "sum":
+            total = 1.0 + sum(np.expm1(value) for value in logs)
+            return float(np.log(self.base_ms_of[index]) + np.log(max(total, MIN_SUM_FRACTION)))
+        return float(np.log(self.base_ms_of[index]) + sum(logs))
 
     def estimate_ms(self, plan: Plan) -> float:
         """Estimated latency of one throughput batch (see the class doc)."""

@@ -1,5 +1,5 @@
 """Proxy variants scored on the plans a benchmark run already measured (no new full evaluation): the accuracy proxy
-with weights-only or W8A8 simulation, the latency table with one INT8 base or a base per precision, and a latency
+with weights-only or W8A8 simulation, the latency table's variants (bases, pruning probes, composition), and a latency
 model fitted on other measured plans (what a study could learn from the plans its earlier cycles measured). Spearman
 against the measured drop and the measured latency at the throughput batch, with a bootstrap interval over plans.
 
@@ -25,11 +25,26 @@ from autotune.spec import load_study_spec
 from benchmarks.metrics import spearman
 from benchmarks.pages import quiet_libraries, write_page
 
+# Accuracy simulation, and the latency table's settings (`latency_measured` in a proxy recipe): each variant sets every
+# setting, so the figures do not follow the default recipe.
+FORMER = {"bases": "int8", "pruning_probes": "half_width", "pruning_precisions": "base", "composition": "product"}
+DEFAULT = FORMER | {"pruning_probes": {"openvino": "every_width"}, "pruning_precisions": "every"}
 VARIANTS = {
-    "weights only, one INT8 latency base": {"activations": "none", "bases": "int8"},
-    "W8A8 simulated, one INT8 latency base": {"activations": "int8", "bases": "int8"},
-    "weights only, a latency base per precision": {"activations": "none", "bases": "per_precision"},
-    "W8A8 simulated, a latency base per precision": {"activations": "int8", "bases": "per_precision"},
+    "weights only, former table (one INT8 base, half-width probes)": {"activations": "none", "latency": FORMER},
+    "W8A8 simulated, former table": {"activations": "int8", "latency": FORMER},
+    "former table, a base per precision": {"activations": "none", "latency": FORMER | {"bases": "per_precision"}},
+    "former table, time deltas summed": {"activations": "none", "latency": FORMER | {"composition": "sum"}},
+    "former table, every pruned width probed": {"activations": "none", "latency": FORMER | {"pruning_probes": "every_width"}},
+    "former table, pruning probed at every precision of the group's first layer": {
+        "activations": "none",
+        "latency": FORMER | {"pruning_precisions": "every"},
+    },
+    "every width at every precision": {
+        "activations": "none",
+        "latency": FORMER | {"pruning_probes": "every_width", "pruning_precisions": "every"},
+    },
+    "**default**: every precision, every width on OpenVINO": {"activations": "none", "latency": DEFAULT},
+    "default, W8A8 simulated": {"activations": "int8", "latency": DEFAULT},
 }
 
 
@@ -78,10 +93,10 @@ def fitted_latency(plans: list[Plan], latencies: np.ndarray, seed: int = 0) -> d
     return found
 
 
-def scorer_for(context, activations: str, bases: str) -> ProxyScorer:
+def scorer_for(context, activations: str, latency: dict) -> ProxyScorer:
     proxies = context.spec.proxies
     settings = dict(proxies.settings)
-    settings["latency_measured"] = dict(settings.get("latency_measured", {})) | {"bases": bases}
+    settings["latency_measured"] = dict(settings.get("latency_measured", {})) | latency
     proxies = dataclasses.replace(proxies, activations=activations, settings=settings)
     return ProxyScorer(dataclasses.replace(context, spec=dataclasses.replace(context.spec, proxies=proxies)))
 
@@ -111,6 +126,12 @@ def main() -> None:
         "budget. Spearman against the measured accuracy drop (whole validation set) and the measured latency at the "
         "throughput batch (median of the interleaved rounds); [5th-95th percentile] of 2,000 bootstrap resamples of the plans.",
         "",
+        "Latency table variants (`[latency_measured]` settings, docs/study-spec.md): one INT8 base or a base per "
+        "precision; pruning probed at half width and interpolated, or at every width the search space keeps; with the "
+        "group's first layer at the base's precision only, or at every precision it may take; ratios multiplied or time "
+        "deltas summed. The last column ranks only the plans with every layer at 8 bits or fewer: where the fast end "
+        "of the front lies, and where pruning alone separates the plans.",
+        "",
         "The fitted latency is a ridge regression of log latency on each layer's kept channels and precision class "
         "(float, 8 or 4 bits), not a proxy the search uses: \"10-fold\" predicts each plan from the other nine tenths "
         "of this run's plans; \"learnt from N\" from N random plans only, as a study with N measured plans from earlier "
@@ -126,7 +147,13 @@ def main() -> None:
         keys = [k for k in rows if k in plans and k not in roles.values()]
         drops = np.array([rows[k]["drop_pts"] for k in keys])
         latencies = np.array([rows[k]["batch_latency_ms"] for k in keys])
-        lines += [f"## {target.name} ({len(keys)} plans)", "", "| variant | accuracy Spearman | latency Spearman |", "|---|---:|---:|"]
+        quantized = np.array([all(c.bits <= 8 for c in plans[k].layers.values()) for k in keys])
+        lines += [
+            f"## {target.name} ({len(keys)} plans, {int(quantized.sum())} with no float layer)",
+            "",
+            "| variant | accuracy Spearman | latency Spearman | latency Spearman, no float layer |",
+            "|---|---:|---:|---:|",
+        ]
         for name, scorer in scorers.items():
             for k in keys:  # every target's latency proxy comes from the same scoring
                 if (name, k) not in scored:
@@ -136,10 +163,14 @@ def main() -> None:
             latency = np.array([s[f"latency_measured@{target.name}"] for s in scores])
             a, lo_a = spearman(accuracy, drops), plan_interval(accuracy, drops)
             b, lo_b = spearman(latency, latencies), plan_interval(latency, latencies)
-            lines.append(f"| {name} | {a:+.3f} [{lo_a[0]:+.2f}, {lo_a[1]:+.2f}] | {b:+.3f} [{lo_b[0]:+.2f}, {lo_b[1]:+.2f}] |")
+            c, lo_c = spearman(latency[quantized], latencies[quantized]), plan_interval(latency[quantized], latencies[quantized])
+            lines.append(
+                f"| {name} | {a:+.3f} [{lo_a[0]:+.2f}, {lo_a[1]:+.2f}] | {b:+.3f} [{lo_b[0]:+.2f}, {lo_b[1]:+.2f}] "
+                f"| {c:+.3f} [{lo_c[0]:+.2f}, {lo_c[1]:+.2f}] |"
+            )
             print(lines[-1], flush=True)
         for how, (value, (low, high)) in fitted_latency([plans[k] for k in keys], latencies).items():
-            lines.append(f"| latency fitted on other measured plans ({how}) | - | {value:+.3f} [{low:+.2f}, {high:+.2f}] |")
+            lines.append(f"| latency fitted on other measured plans ({how}) | - | {value:+.3f} [{low:+.2f}, {high:+.2f}] | - |")
             print(lines[-1], flush=True)
         lines.append("")
     write_page(args.out, "\n".join(lines))

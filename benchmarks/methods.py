@@ -49,13 +49,22 @@ def random_plans(context: StudyContext, count: int, seed: int) -> list[Plan]:
 
 
 def autotune_plans(
-    context: StudyContext, scorer: ProxyScorer, storage, trials: int, evaluations: int, seed: int, sampler: str
+    context: StudyContext,
+    scorer: ProxyScorer,
+    storage,
+    trials: int,
+    evaluations: int,
+    seed: int,
+    sampler: str,
+    method: str = "autotune",
 ) -> tuple[list[Plan], dict[str, float], list]:
     """Run the proxy search and promotion as a study would; returns the promoted plans, the phase times and the
-    promoted candidates (their proxy scores)."""
+    promoted candidates (their proxy scores). The proxy study is named after the method and the proxy recipe's
+    content, so a changed recipe searches afresh instead of resuming trials scored by the old one."""
+    recipe = context.identity()["proxies"][:8]
     spec = dataclasses.replace(
         context.spec,
-        name=f"{context.spec.name}/autotune/{sampler}-s{seed}",
+        name=f"{context.spec.name}/{method}/{sampler}-s{seed}-proxies-{recipe}",
         seed=seed,
         sampler=sampler,
         trials=trials,

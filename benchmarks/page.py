@@ -23,6 +23,23 @@ LABELS = {
 }
 
 
+def method_order(methods) -> list[str]:
+    """The fixed order, autotune's runs with other proxy recipes ("autotune:<recipe>") right after autotune's."""
+    variants = sorted(m for m in methods if m.startswith("autotune:"))
+    return ["autotune", *variants, *METHOD_ORDER[1:]]
+
+
+def label(method: str) -> str:
+    if method in LABELS:
+        return LABELS[method]
+    return f"autotune with proxies `{method.split(':', 1)[1]}`"
+
+
+def color(method: str, methods) -> str:
+    order = method_order(methods)
+    return f"C{order.index(method) if method in order else len(order)}"
+
+
 def _interval(value) -> str:
     if not value:
         return "-"
@@ -45,7 +62,7 @@ def method_table(summary: dict, max_drop: float) -> list[str]:
         f"best batch-1 within {max_drop:g} pt vs INT8 | smallest within {max_drop:g} pt vs FP32 | wall time s |",
         "|---|---:|---:|---:|---:|---:|---:|---:|",
     ]
-    for method in METHOD_ORDER:
+    for method in method_order(summary["methods"]):
         runs = summary["methods"].get(method)
         if not runs:
             continue
@@ -54,7 +71,7 @@ def method_table(summary: dict, max_drop: float) -> list[str]:
             ratio = figures[0]["throughput_vs_int8"]
             seconds = figures[0].get("seconds")
             lines.append(
-                f"| {LABELS[method]} | 1 | - | - | {_interval(ratio)} (drop {figures[0]['drop_pts']:+.2f} pt) | - | - | "
+                f"| {label(method)} | 1 | - | - | {_interval(ratio)} (drop {figures[0]['drop_pts']:+.2f} pt) | - | - | "
                 + (f"{seconds:.0f}" if seconds is not None else "-") + " |"
             )
             continue
@@ -72,7 +89,7 @@ def method_table(summary: dict, max_drop: float) -> list[str]:
             # Only its first non-dominated ranks were re-timed: its figures are over those, in no search order.
             evaluations, to_95 = f"{summary['reference_plans']} ({summary['reference_timed']} re-timed)", "-"
         lines.append(
-            f"| {LABELS[method]}{seeds} | {evaluations} | {_spread([f['hv_final'] for f in figures])} | {to_95} | "
+            f"| {label(method)}{seeds} | {evaluations} | {_spread([f['hv_final'] for f in figures])} | {to_95} | "
             f"{_interval(best[len(best) // 2]) if best else '-'} | {_interval(single[len(single) // 2]) if single else '-'} | "
             f"{_spread([f['smallest_size_vs_fp32'] for f in figures], '{:.2f}x')} | {_spread([f['seconds'] for f in figures], '{:.0f}')} |"
         )
@@ -123,6 +140,17 @@ def targets_verdict(summary: dict, max_drop: float) -> list[str]:
         f"- 0 promoted candidates dominated by uniform INT8: {verdict(summary['promoted_dominated_by_int8'] == 0)} "
         f"({summary['promoted_dominated_by_int8']} of {summary['promoted']})"
     )
+    for method, figures in methods.items():
+        if method.startswith("autotune:"):  # a proxy recipe under trial: its figures beside the default's
+            runs = list(figures.values())
+            needed = [f["evaluations_to_95"] for f in runs]
+            best = [f["best_throughput_vs_int8"][0] for f in runs if f["best_throughput_vs_int8"]]
+            dominated, promoted = summary.get("promoted_dominated_by_method", {}).get(method, [None, None])
+            lines.append(
+                f"- {label(method)}: hypervolume {_spread([f['hv_final'] for f in runs])} (autotune "
+                f"{_spread([f['hv_final'] for f in autotune])}), evaluations to 95% {needed}, best within {max_drop:g} pt "
+                f"{float(np.median(best)) if best else float('nan'):.2f}x INT8, {dominated} of {promoted} promoted dominated by INT8"
+            )
     return lines
 
 
@@ -135,23 +163,24 @@ def plot(results: dict, out: Path) -> list[str]:
     images = []
     for name, summary in results["targets"].items():
         figure, (left, right) = plt.subplots(1, 2, figsize=(12, 4.5))
-        for method in ("autotune", "random", "sweep"):  # the reference plans were re-timed in part: no search order
+        searches = [m for m in method_order(summary["methods"]) if m not in METHOD_ORDER[3:]]
+        for method in searches:  # the reference plans were re-timed in part: no search order
             runs = summary["methods"].get(method, {})
             for i, figures in enumerate(runs.values()):
                 curve = figures["hv_curve"]
-                left.plot(range(1, len(curve) + 1), curve, color=f"C{METHOD_ORDER.index(method)}", alpha=0.8 if i == 0 else 0.4,
-                          label=LABELS[method] if i == 0 else None)
+                left.plot(range(1, len(curve) + 1), curve, color=color(method, summary["methods"]), alpha=0.8 if i == 0 else 0.4,
+                          label=label(method) if i == 0 else None)
         left.axhline(0.95, color="grey", linestyle=":", label="95% of reference")
         left.set_xlabel("full evaluations")
         left.set_ylabel("hypervolume / reference hypervolume")
         left.set_title(f"{name}: hypervolume vs full evaluations")
         left.legend(fontsize=8)
         rows = summary["rows"]
-        for method in ("reference", "random", "sweep", "autotune"):
+        for method in ["reference", *reversed(searches)]:
             keys = set(_keys(results, method))
             points = np.array([[rows[k]["batch_latency_ms"], rows[k]["drop_pts"]] for k in keys if k in rows])
             if len(points):
-                right.scatter(points[:, 0], points[:, 1], s=18, color=f"C{METHOD_ORDER.index(method)}", label=LABELS[method], alpha=0.7)
+                right.scatter(points[:, 0], points[:, 1], s=18, color=color(method, summary["methods"]), label=label(method), alpha=0.7)
         for role, marker in (("fp32", "s"), ("int8", "D"), ("fp32-runtime-default", "^")):
             if role not in summary["roles"]:
                 continue

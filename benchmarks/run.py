@@ -34,7 +34,7 @@ from autotune.plan import HALF_PRECISION_BITS, LayerChoice, Plan
 from autotune.progress import console
 from autotune.promotion import Candidate, reference_candidates
 from autotune.scoring import ProxyScorer
-from autotune.spec import ACTIVATIONS, load_study_spec
+from autotune.spec import ACTIVATIONS, load_proxy_recipe, load_study_spec
 from autotune.studies import storage_for
 from autotune.targets import make_target
 from benchmarks import methods
@@ -64,6 +64,7 @@ class Config:
     evaluations: int = 16  # full evaluations of autotune and of random search
     seeds: int = 3  # autotune and random search seeds
     sampler: str = ""  # empty: the study's sampler
+    proxy_variants: tuple[str, ...] = ()  # proxy recipes autotune also runs with, each a method "autotune:<recipe>"
     sweep: tuple[float, ...] = methods.SWEEP_RATIOS
     reference_evaluations: int = 200  # random plans of the cached reference front (plus the sweep, FP32 and INT8)
     rounds: int = 5  # interleaved timing rounds
@@ -124,6 +125,10 @@ class Benchmark:
             )
             variant = dataclasses.replace(self.context, spec=dataclasses.replace(self.spec, proxies=proxies))
             self.variants[activations] = self.scorer if activations == self.spec.proxies.activations else ProxyScorer(variant)
+        self.variant_scorers = {}  # method -> autotune with another proxy recipe (same workload, space and targets)
+        for recipe in config.proxy_variants:
+            variant = dataclasses.replace(self.spec, proxies=load_proxy_recipe(recipe))
+            self.variant_scorers[f"autotune:{recipe}"] = ProxyScorer(dataclasses.replace(self.context, spec=variant))
         self.evaluator = Evaluator(self.context, self.storage, folder / "artifacts")
         self.references = reference_candidates(self.context, self.scorer)
         self.evaluated: dict[str, dict[str, list[str]]] = {}  # method -> seed label -> plan keys in order
@@ -164,6 +169,13 @@ class Benchmark:
             self.evaluate("autotune", f"s{seed}", plans, phases["proxy_search_s"] + phases["rescore_s"], promoted)
             phases["full_evaluation_s"] = self.evaluation_seconds([p.digest() for p in plans])
             self.phases[f"s{seed}"] = phases
+            for method, scorer in self.variant_scorers.items():
+                console.rule(f"{method} ({self.spec.sampler}), seed {seed}")
+                plans, phases, promoted = methods.autotune_plans(
+                    scorer.context, scorer, self.storage, config.trials, config.evaluations, seed, self.spec.sampler,
+                    method,
+                )
+                self.evaluate(method, f"s{seed}", plans, phases["proxy_search_s"] + phases["rescore_s"], promoted)
             console.rule(f"random search, seed {seed}")
             self.evaluate("random", f"s{seed}", methods.random_plans(self.context, config.evaluations, 1000 + seed))
         console.rule("uniform sweep")
@@ -389,11 +401,17 @@ def summarise(bench: Benchmark, hardware, measured: dict) -> dict:
         noise = [drop_interval(lambda i, picked: drop_of(candidate_keys[i], picked), index[k], images, 200) for k in candidate_keys[:10]]
         fidelity["drop_interval_width_pts"] = float(np.median([high - low for low, high in noise]))
         fidelity["drop_range_pts"] = [float(min(rows[k]["drop_pts"] for k in candidate_keys)), float(max(rows[k]["drop_pts"] for k in candidate_keys))]
-    promoted = [k for runs in bench.evaluated.get("autotune", {}).values() for k in runs if k in rows]
-    dominated = [
-        k for k in promoted
-        if rows[k]["drop_pts"] >= int8["drop_pts"] and rows[k]["batch_latency_ms"] >= int8["batch_latency_ms"] and rows[k]["size_mb"] >= int8["size_mb"]
-    ]
+    def dominated_by_int8(key: str) -> bool:
+        row = rows[key]
+        return row["drop_pts"] >= int8["drop_pts"] and row["batch_latency_ms"] >= int8["batch_latency_ms"] and row["size_mb"] >= int8["size_mb"]
+
+    promoted_by = {
+        method: [k for keys_in_order in runs.values() for k in keys_in_order if k in rows]
+        for method, runs in bench.evaluated.items()
+        if method.split(":")[0] == "autotune"
+    }
+    promoted = promoted_by.get("autotune", [])
+    dominated = [k for k in promoted if dominated_by_int8(k)]
     return {
         "target": hardware.name,
         "runtime_float_default": measured["target"].runtime_float_default(),
@@ -409,6 +427,7 @@ def summarise(bench: Benchmark, hardware, measured: dict) -> dict:
         "fidelity": fidelity,
         "promoted": len(promoted),
         "promoted_dominated_by_int8": len(dominated),
+        "promoted_dominated_by_method": {m: [sum(map(dominated_by_int8, keys)), len(keys)] for m, keys in promoted_by.items()},
         "proxy_scores": {k: {objective: scores[k][objective], latency_proxy: scores[k].get(latency_proxy)} for k in candidate_keys},
     }
 
@@ -426,6 +445,7 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--rounds", type=int, default=None)
     parser.add_argument("--round-seconds", type=float, default=None, help="timing protocol of each interleaved measurement")
     parser.add_argument("--sampler", default=None)
+    parser.add_argument("--proxy-variants", default=None, help="comma-separated proxy recipes autotune also runs with")
     parser.add_argument("--sweep", default=None, help="comma-separated pruning ratios of the uniform sweep")
     parser.add_argument("--targets", default=None, help="comma-separated subset of the study's targets")
     args = parser.parse_args(argv)
@@ -439,6 +459,7 @@ def main(argv: list[str] | None = None) -> None:
         "rounds": args.rounds,
         "round_seconds": args.round_seconds,
         "sampler": args.sampler,
+        "proxy_variants": tuple(args.proxy_variants.split(",")) if args.proxy_variants else None,
         "sweep": tuple(float(r) for r in args.sweep.split(",")) if args.sweep else None,
         "targets": tuple(args.targets.split(",")) if args.targets else None,
     }

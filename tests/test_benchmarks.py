@@ -20,7 +20,7 @@ def test_quick_benchmark_runs_and_writes_its_files(tiny_workload, tmp_path):
     out = tmp_path / "docs" / "benchmarks.md"
     main(
         ["--quick", "--folder", str(tmp_path / "bench"), "--out", str(out), "--trials", "4", "--evaluations", "1",
-         "--reference-evaluations", "1", "--sweep", "0.5", "--rounds", "1"]
+         "--reference-evaluations", "1", "--sweep", "0.5", "--rounds", "1", "--proxy-variants", "half-width-latency"]
     )
     page = out.read_text()
     assert "## cpu-openvino" in page and "Targets (issue 8)" in page and "| autotune" in page
@@ -28,6 +28,9 @@ def test_quick_benchmark_runs_and_writes_its_files(tiny_workload, tmp_path):
     results = json.loads(out.with_suffix(".json").read_text())
     summary = results["targets"]["cpu-openvino"]
     assert {"autotune", "random", "sweep", "reference", "nncf-accuracy-control", "fp32", "int8"} <= set(summary["methods"])
+    # autotune with another proxy recipe is a method of its own, beside the default's, in the table and the verdicts.
+    assert "autotune:half-width-latency" in summary["methods"] and "autotune:half-width-latency" in summary["promoted_dominated_by_method"]
+    assert page.count("autotune with proxies `half-width-latency`") >= 2
     for row in summary["rows"].values():
         assert np.isfinite([row["drop_pts"], row["batch_latency_ms"], row["throughput_per_s"], row["size_mb"]]).all()
     assert summary["rows"][summary["roles"]["fp32"]]["drop_pts"] == 0.0

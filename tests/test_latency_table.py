@@ -80,3 +80,55 @@ def test_bases_per_precision_on_a_target_with_one_float_precision_per_model(tiny
         assert table.estimate_ms(base) == pytest.approx(table.base_ms_of[index])
         for name, bits in table.log_ratios_of[index]:
             assert not {16, 32} <= set((dict(base.bits()) | {name: bits}).values()), (name, bits)
+
+
+@pytest.fixture(scope="module")
+def fine_table(tiny_context):
+    ratios = {group.root: group.ratios for group in tiny_context.space.groups}
+    return LatencyTable(
+        load_hardware("cpu-onnxruntime"), tiny_context.recovery.pruner, tiny_context.build_context(), 8,
+        pruning_probes="every_width", prune_ratios=ratios, pruning_precisions="every",
+    )
+
+
+def test_every_width_at_every_precision_estimates_each_probe_as_measured(fine_table, tiny_context):
+    """Kernels are fast on some widths and not others, and a float layer pruned gains where an INT8 one loses: each
+    width the space keeps is probed at each precision of the group's first layer, and such a plan is what was timed."""
+    table, checked = fine_table, 0
+    for group in tiny_context.space.groups:
+        kinds = tiny_context.layer_kinds
+        for bits in table.spec.weight_bits[kinds[group.root]]:
+            for ratio in group.ratios[1:]:
+                layers = {m: LayerChoice(table.base.choice(m).bits, ratio) for m in group.layers}
+                plan = Plan(dict(table.base.layers) | layers | {group.root: LayerChoice(bits, ratio)})
+                assert table.estimate_ms(plan) == pytest.approx(table.measured_ms(plan), rel=1e-9), (group.root, bits, ratio)
+                checked += 1
+    assert checked >= 4
+
+
+def test_summed_deltas_add_each_change_s_measured_time(tiny_context, fine_table):
+    """`sum` adds each layer's measured time delta instead of multiplying ratios: many float layers do not compound."""
+    ratios = {group.root: group.ratios for group in tiny_context.space.groups}
+    table = LatencyTable(
+        load_hardware("cpu-onnxruntime"), tiny_context.recovery.pruner, tiny_context.build_context(), 8,
+        prune_ratios=ratios, composition="sum",
+    )
+    (first, bits_a), (second, bits_b) = [key for key in table.log_ratios if key[1] == 32][:2]
+    one = Plan(dict(table.base.layers) | {first: LayerChoice(bits_a)})
+    other = Plan(dict(table.base.layers) | {second: LayerChoice(bits_b)})
+    both = Plan(dict(table.base.layers) | {first: LayerChoice(bits_a), second: LayerChoice(bits_b)})
+    expected = table.measured_ms(one) + table.measured_ms(other) - table.base_ms
+    assert table.estimate_ms(both) == pytest.approx(expected)
+    fp32 = Plan({n: LayerChoice(32) for n in table.base.layers})
+    assert 0 < table.estimate_ms(fp32) < float("inf")
+
+
+def test_latency_settings_resolve_per_target_by_name_then_backend():
+    from autotune.proxies.latency_measured import MeasuredLatency
+
+    openvino, onnxruntime = load_hardware("cpu-openvino"), load_hardware("cpu-onnxruntime")
+    settings = {"pruning_probes": {"openvino": "every_width"}, "composition": {"cpu-onnxruntime": "sum"}}
+    assert MeasuredLatency(settings | {"target": openvino}).setting("pruning_probes") == "every_width"
+    assert MeasuredLatency(settings | {"target": onnxruntime}).setting("pruning_probes") == "half_width"
+    assert MeasuredLatency(settings | {"target": onnxruntime}).setting("composition") == "sum"
+    assert MeasuredLatency(settings | {"target": openvino}).setting("composition") == "product"

@@ -127,6 +127,16 @@ def test_proxy_recipe_errors(catalogue):
     write(catalogue / "proxies", "q", 'objectives = ["latency_macs"]\n[latency_macs]\nbit_cost = { "3" = 1.0 }\n')
     with pytest.raises(SpecError, match="latency_macs.bit_cost.3"):
         load_proxy_recipe("q")
+    # The latency table's settings: one value, or a table of target -> value; a wrong value names the field.
+    table = '[latency_measured]\npruning_probes = { cpu-openvino = "every_width" }\npruning_precisions = "every"\n'
+    write(catalogue / "proxies", "r", 'objectives = ["latency_measured"]\n' + table)
+    assert load_proxy_recipe("r").settings["latency_measured"]["pruning_probes"] == {"cpu-openvino": "every_width"}
+    write(catalogue / "proxies", "s", 'objectives = ["latency_measured"]\n[latency_measured]\npruning_probes = { x = "all" }\n')
+    with pytest.raises(SpecError, match=r"s.toml: latency_measured.pruning_probes: 'all': expected one of"):
+        load_proxy_recipe("s")
+    write(catalogue / "proxies", "t", 'objectives = ["latency_measured"]\n[latency_measured]\ncomposition = 3\n')
+    with pytest.raises(SpecError, match="latency_measured.composition: 3 is not one of"):
+        load_proxy_recipe("t")
 
 
 def test_hardware_errors(catalogue):

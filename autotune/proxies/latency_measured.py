@@ -2,8 +2,18 @@
 
 from __future__ import annotations
 
-from autotune.latency_table import BASES, LatencyTable
+from autotune.latency_table import BASES, COMPOSITIONS, PRUNING_PRECISIONS, PRUNING_PROBES, LatencyTable
 from autotune.proxies.base import Proxy, ProxyContext
+
+# Each setting is one value for every target, or a table of target name or backend -> value (else the default).
+# Runtimes differ: OpenVINO's kernels run some pruned widths slower than narrower and wider ones, ONNX Runtime's
+# do not (docs/proxy-fidelity.md).
+SETTINGS = {
+    "bases": (BASES, "int8"),
+    "pruning_probes": (PRUNING_PROBES, "half_width"),
+    "pruning_precisions": (PRUNING_PRECISIONS, "base"),
+    "composition": (COMPOSITIONS, "product"),
+}
 
 
 class MeasuredLatency(Proxy):
@@ -14,9 +24,11 @@ class MeasuredLatency(Proxy):
 
     @classmethod
     def check_settings(cls, fields) -> None:
-        bases = fields.get("bases", str, "int8")
-        if bases not in BASES:
-            raise fields.error("bases", f"{bases!r}: expected one of {list(BASES)}")
+        for key, (allowed, default) in SETTINGS.items():
+            value = fields.get(key, (str, dict), default, f"one of {list(allowed)} or a table of target -> one of them")
+            for choice in value.values() if isinstance(value, dict) else (value,):
+                if choice not in allowed:
+                    raise fields.error(key, f"{choice!r}: expected one of {list(allowed)}")
         fields.reject_unknown()
 
     def __init__(self, settings=None) -> None:
@@ -24,10 +36,26 @@ class MeasuredLatency(Proxy):
         self.target = self.settings["target"]
         self._table: LatencyTable | None = None
 
+    def setting(self, key: str) -> str:
+        """This target's value of `key`: from a table, by the target's name, else by its backend, else the default."""
+        value, default = self.settings.get(key, SETTINGS[key][1]), SETTINGS[key][1]
+        if isinstance(value, dict):
+            return value.get(self.target.name, value.get(self.target.backend, default))
+        return value
+
     def table(self, context: ProxyContext) -> LatencyTable:
         if self._table is None:
-            bases = self.settings.get("bases", "int8")
-            self._table = LatencyTable(self.target, context.pruner, context.build, context.channel_multiple, bases)
+            self._table = LatencyTable(
+                self.target,
+                context.pruner,
+                context.build,
+                context.channel_multiple,
+                self.setting("bases"),
+                self.setting("pruning_probes"),
+                context.prune_ratios,
+                self.setting("composition"),
+                self.setting("pruning_precisions"),
+            )
         return self._table
 
     def compute(self, context: ProxyContext) -> float:
