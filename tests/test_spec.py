@@ -131,12 +131,14 @@ def test_proxy_recipe_errors(catalogue):
     table = '[latency_measured]\npruning_probes = { cpu-openvino = "every_width" }\npruning_precisions = "every"\n'
     write(catalogue / "proxies", "r", 'objectives = ["latency_measured"]\n' + table)
     assert load_proxy_recipe("r").settings["latency_measured"]["pruning_probes"] == {"cpu-openvino": "every_width"}
-    write(catalogue / "proxies", "s", 'objectives = ["latency_measured"]\n[latency_measured]\npruning_probes = { x = "all" }\n')
-    with pytest.raises(SpecError, match=r"s.toml: latency_measured.pruning_probes: 'all': expected one of"):
-        load_proxy_recipe("s")
-    write(catalogue / "proxies", "t", 'objectives = ["latency_measured"]\n[latency_measured]\ncomposition = 3\n')
-    with pytest.raises(SpecError, match="latency_measured.composition: 3 is not one of"):
-        load_proxy_recipe("t")
+    wrong = {
+        's': ('pruning_probes = { x = "all" }', r"s.toml: latency_measured.pruning_probes: 'all': expected one of"),
+        't': ("composition = 3", "t.toml: latency_measured.composition: 3 is not one of"),
+    }
+    for name, (line, message) in wrong.items():
+        write(catalogue / "proxies", name, f'objectives = ["latency_measured"]\n[latency_measured]\n{line}\n')
+        with pytest.raises(SpecError, match=message):
+            load_proxy_recipe(name)
 
 
 def test_hardware_errors(catalogue):
