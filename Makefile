@@ -30,7 +30,7 @@ test: setup
 # reference front, measured side by side (an estimated 3.5 h on 2 cores from an empty cache, about 30 min when cached);
 # benchmark-quick checks the pipeline in minutes.
 benchmark: setup
-	$(VENV)/bin/python -m benchmarks.run
+	$(VENV)/bin/python -m benchmarks.run $(ARGS)
 
 # The same comparison on the MiniLM sentence encoder (no reference front), written as a section of docs/benchmarks.md
 # (about 1.5 h on 2 cores).

@@ -8,7 +8,8 @@ them). Speed is re-measured at the end in interleaved rounds, every artifact onc
 
 Run: `python -m benchmarks.run` (full: an estimated 3.5 h on 2 cores from an empty cache, half of it the reference
 front; a rerun reuses every cached evaluation and re-times, about 30 min) or `python -m benchmarks.run --quick` (minutes,
-tiny study: checks the pipeline, not the figures).
+tiny study: checks the pipeline, not the figures). `--proxy-variants half-width-latency` also runs autotune with another
+proxy recipe, as a method of its own beside the default, in the same run and timing rounds.
 """
 
 from __future__ import annotations
