@@ -172,6 +172,9 @@ class LatencyTable:
                     for bits, unpruned in precisions.items():
                         curve = {group.channels: 0.0}
                         for ratio in probe_ratios[group.root]:
+                            if group.kept(ratio, channel_multiple) == group.channels:  # rounds back to the full width
+                                progress.update(task, advance=1)
+                                continue
                             layers = {m: LayerChoice(base.choice(m).bits, ratio) for m in group.layers}
                             layers[group.root] = LayerChoice(bits, ratio)
                             try:
