@@ -33,6 +33,7 @@ from autotune.targets.measure import summarise
 from autotune.workloads.io import repeat_first, take
 
 PROBE_PRUNE = 0.5
+PRUNING_PROBE_BUDGET = 400  # builds for `every_width`; past it (a model with many groups), half width instead
 MIN_SUM_FRACTION = 0.05  # added savings never estimate a plan below this fraction of its base
 PROBE_MEASURE = MeasureSettings(warmup=5, min_repeats=30, min_seconds=0.3, max_repeats=1000)
 
@@ -123,7 +124,30 @@ class LatencyTable:
         self.base = self.bases[0]
         groups = pruner.prunable
         self.groups = groups
+        probes = [
+            [(name, bits) for name, kind in kinds.items() for bits in spec.weight_bits.get(kind, (32,)) if bits != base.choice(name).bits]
+            for base in self.bases
+        ]
+
+        def pruned_probe_count(ratios: dict[str, tuple[float, ...]]) -> int:
+            """Pruning probes over every base: each group's ratios, at each precision its root is probed at."""
+            every = pruning_precisions == "every"
+            return sum(
+                len(ratios[g.root]) * (1 + (sum(name == g.root for name, _ in bit_probes) if every else 0))
+                for bit_probes in probes
+                for g in groups
+            )
+
         probe_ratios = {g.root: self._probe_ratios(g, pruning_probes, (prune_ratios or {}).get(g.root)) for g in groups}
+        if pruning_probes == "every_width" and pruned_probe_count(probe_ratios) > PRUNING_PROBE_BUDGET:
+            # A model with many groups would spend its first trial measuring for an hour: one width per group instead.
+            half = {g.root: (PROBE_PRUNE,) for g in groups}
+            console.print(
+                f"[yellow]latency table on {spec.name}: probing every pruned width takes {pruned_probe_count(probe_ratios)} "
+                f"builds, over the budget of {PRUNING_PROBE_BUDGET}; probing half widths ({pruned_probe_count(half)})"
+            )
+            probe_ratios, pruning_probes = half, "half_width"
+        self.pruning_probes = pruning_probes
         memory = joblib.Memory(cache_dir("latency"), verbose=0)
         measure = memory.cache(_plan_latency_ms, ignore=["spec", "pruner", "build"])
         identity, architecture = _target_identity(spec), architecture_key(pruner.teacher)
@@ -134,20 +158,13 @@ class LatencyTable:
 
         self.measured_ms = timed  # a plan's measured latency (read from the cache for the probes)
 
-        probes = [
-            [(name, bits) for name, kind in kinds.items() for bits in spec.weight_bits.get(kind, (32,)) if bits != base.choice(name).bits]
-            for base in self.bases
-        ]
         refused: list[str] = []
         self.base_ms_of: list[float] = []
         self.log_ratios_of: list[dict[tuple[str, int], float]] = []
         # Per group, per precision of its root: kept channels -> log ratio to the unpruned plan at that precision.
         self.prune_curves_of: list[dict[str, dict[int, dict[int, float]]]] = []
         with progress_bar() as progress:
-            pruned_probes = sum(map(len, probe_ratios.values()))
-            if pruning_precisions == "every":
-                pruned_probes += sum(len(probe_ratios[r]) for p in probes for r, _ in p if r in probe_ratios) / len(probes)
-            total = sum(len(p) + pruned_probes + 1 for p in probes)
+            total = sum(len(p) + 1 for p in probes) + pruned_probe_count(probe_ratios)
             task = progress.add_task(f"latency table on {spec.name}", total=total)
             for base, bit_probes in zip(self.bases, probes, strict=True):
                 base_ms = timed(base)
@@ -229,9 +246,9 @@ class LatencyTable:
         kept = group.kept(ratio, self.channel_multiple)
         if kept in curve:
             return curve[kept]
+        if self.pruning_probes == "half_width":  # one probe: log-linear in the ratio, extrapolated past half width
+            return curve.get(group.kept(PROBE_PRUNE, self.channel_multiple), 0.0) * ratio / PROBE_PRUNE
         widths = sorted(curve)
-        if len(widths) == 2:  # the half-width probe alone: log-linear in the ratio, as it was measured
-            return curve[widths[0]] * ratio / PROBE_PRUNE
         return float(np.interp(kept, widths, [curve[w] for w in widths]))
 
     def _log_estimate(self, index: int, plan: Plan) -> float:

@@ -126,10 +126,11 @@ class Benchmark:
             )
             variant = dataclasses.replace(self.context, spec=dataclasses.replace(self.spec, proxies=proxies))
             self.variants[activations] = self.scorer if activations == self.spec.proxies.activations else ProxyScorer(variant)
-        self.variant_scorers = {}  # method -> autotune with another proxy recipe (same workload, space and targets)
+        # autotune's methods: the study's proxy recipe, and each other recipe under trial (same workload, space, targets).
+        self.autotune_scorers = {"autotune": self.scorer}
         for recipe in config.proxy_variants:
             variant = dataclasses.replace(self.spec, proxies=load_proxy_recipe(recipe))
-            self.variant_scorers[f"autotune:{recipe}"] = ProxyScorer(dataclasses.replace(self.context, spec=variant))
+            self.autotune_scorers[f"autotune:{recipe}"] = ProxyScorer(dataclasses.replace(self.context, spec=variant))
         self.evaluator = Evaluator(self.context, self.storage, folder / "artifacts")
         self.references = reference_candidates(self.context, self.scorer)
         self.evaluated: dict[str, dict[str, list[str]]] = {}  # method -> seed label -> plan keys in order
@@ -163,20 +164,16 @@ class Benchmark:
     def run_methods(self) -> None:
         config = self.config
         for seed in range(config.seeds):
-            console.rule(f"autotune ({self.spec.sampler}), seed {seed}")
-            plans, phases, promoted = methods.autotune_plans(
-                self.context, self.scorer, self.storage, config.trials, config.evaluations, seed, self.spec.sampler
-            )
-            self.evaluate("autotune", f"s{seed}", plans, phases["proxy_search_s"] + phases["rescore_s"], promoted)
-            phases["full_evaluation_s"] = self.evaluation_seconds([p.digest() for p in plans])
-            self.phases[f"s{seed}"] = phases
-            for method, scorer in self.variant_scorers.items():
+            for method, scorer in self.autotune_scorers.items():
                 console.rule(f"{method} ({self.spec.sampler}), seed {seed}")
                 plans, phases, promoted = methods.autotune_plans(
                     scorer.context, scorer, self.storage, config.trials, config.evaluations, seed, self.spec.sampler,
                     method,
                 )
                 self.evaluate(method, f"s{seed}", plans, phases["proxy_search_s"] + phases["rescore_s"], promoted)
+                if method == "autotune":  # the whole-cycle times are the study's own recipe's
+                    phases["full_evaluation_s"] = self.evaluation_seconds([p.digest() for p in plans])
+                    self.phases[f"s{seed}"] = phases
             console.rule(f"random search, seed {seed}")
             self.evaluate("random", f"s{seed}", methods.random_plans(self.context, config.evaluations, 1000 + seed))
         console.rule("uniform sweep")
@@ -409,7 +406,7 @@ def summarise(bench: Benchmark, hardware, measured: dict) -> dict:
     promoted_by = {
         method: [k for keys_in_order in runs.values() for k in keys_in_order if k in rows]
         for method, runs in bench.evaluated.items()
-        if method.split(":")[0] == "autotune"
+        if method in bench.autotune_scorers
     }
     promoted = promoted_by.get("autotune", [])
     dominated = [k for k in promoted if dominated_by_int8(k)]

@@ -132,3 +132,20 @@ def test_latency_settings_resolve_per_target_by_name_then_backend():
     assert MeasuredLatency(settings | {"target": onnxruntime}).setting("pruning_probes") == "half_width"
     assert MeasuredLatency(settings | {"target": onnxruntime}).setting("composition") == "sum"
     assert MeasuredLatency(settings | {"target": openvino}).setting("composition") == "product"
+
+
+def test_every_width_over_the_probe_budget_falls_back_to_half_width(tiny_context, monkeypatch):
+    """A model with many pruning groups would spend its first trial measuring every width: past the budget the table
+    probes half widths, as the former table did, and says so."""
+    import autotune.latency_table as latency_table
+
+    monkeypatch.setattr(latency_table, "PRUNING_PROBE_BUDGET", 0)
+    ratios = {group.root: group.ratios for group in tiny_context.space.groups}
+    table = LatencyTable(
+        load_hardware("cpu-onnxruntime"), tiny_context.recovery.pruner, tiny_context.build_context(), 8,
+        pruning_probes="every_width", prune_ratios=ratios,
+    )
+    assert table.pruning_probes == "half_width"
+    prunable = {group.root for group in tiny_context.recovery.pruner.prunable}
+    assert set(table.log_prune_ratios) == prunable
+    assert all(len(curves[table.base.choice(root).bits]) <= 2 for root, curves in table.prune_curves_of[0].items())

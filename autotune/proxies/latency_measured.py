@@ -25,7 +25,7 @@ class MeasuredLatency(Proxy):
     @classmethod
     def check_settings(cls, fields) -> None:
         for key, (allowed, default) in SETTINGS.items():
-            value = fields.get(key, (str, dict), default, f"one of {list(allowed)} or a table of target -> one of them")
+            value = fields.get(key, (str, dict), default, f"one of {list(allowed)} or a table of target name or backend -> one of them")
             for choice in value.values() if isinstance(value, dict) else (value,):
                 if choice not in allowed:
                     raise fields.error(key, f"{choice!r}: expected one of {list(allowed)}")
