@@ -3,7 +3,7 @@ VENV ?= .venv
 SUDO := $(shell [ "$$(id -u)" -eq 0 ] || echo sudo)
 FASHION_MNIST := /usr/share/datasets/fashion-mnist/t10k-images-idx3-ubyte.gz
 
-.PHONY: setup demo test lint benchmark benchmark-minilm benchmark-quick benchmark-targets benchmark-proxy benchmark-warm-start benchmark-calibration benchmark-samplers benchmark-fidelity benchmark-cycle dashboard
+.PHONY: setup demo test lint benchmark benchmark-minilm benchmark-quick benchmark-targets benchmark-proxy benchmark-warm-start benchmark-calibration benchmark-samplers benchmark-fidelity benchmark-cycle benchmark-recovery-precision dashboard
 
 setup: $(VENV)/.installed $(FASHION_MNIST)
 
@@ -69,6 +69,11 @@ benchmark-fidelity: setup
 benchmark-cycle: setup
 	$(VENV)/bin/python -m benchmarks.cycle --study fashion-cnn
 	$(VENV)/bin/python -m benchmarks.cycle --study minilm
+
+# Writes docs/recovery-precision.md: the same pruned plans recovered in bf16 autocast and in f32, built and scored.
+benchmark-recovery-precision: setup
+	$(VENV)/bin/python -m benchmarks.recovery_precision --study fashion-cnn --plans 16
+	$(VENV)/bin/python -m benchmarks.recovery_precision --study minilm --plans 12
 
 dashboard: setup
 	$(VENV)/bin/autotune dashboard

@@ -106,10 +106,21 @@ class RecoveryConfig:
     seed: int = 0
     channel_multiple: int = 1  # pruning keeps a multiple of this many channels (part of the model's identity)
     device: str = "cpu"  # where recovery runs; the result is always returned on the CPU
+    precision: str = "f32"  # distillation's arithmetic: "f32", or "bf16" autocast (forward and loss; f32 weights)
 
-    def to_json(self) -> str:
-        """Identity of the recovery recipe (the device does not change results beyond float noise)."""
-        return json.dumps({k: v for k, v in asdict(self).items() if k != "device"}, sort_keys=True)
+    def to_json(self, distils: bool = True) -> str:
+        """Identity of the recovery recipe (the device does not change results beyond float noise; bf16 does, when
+        there is distillation; f32 is left out so states cached before the setting existed still match)."""
+        fields = {k: v for k, v in asdict(self).items() if k != "device"}
+        if fields["precision"] == "f32" or not distils:
+            del fields["precision"]
+        return json.dumps(fields, sort_keys=True)
+
+    def autocast(self) -> contextlib.AbstractContextManager:
+        """Where the forward pass and the loss compute: bf16 autocast, or as they are (f32)."""
+        if self.precision == "f32":
+            return contextlib.nullcontext()
+        return torch.autocast(device_type=self.device, dtype=torch.bfloat16)
 
 
 def _batchnorms(model: nn.Module) -> list[nn.Module]:
@@ -192,13 +203,14 @@ def distill(
         start = (step * config.batch_size) % max(1, len(data) - config.batch_size + 1)
         batch = order[start : start + config.batch_size]
         inputs = to_device(take(data.inputs, batch), config.device)
-        reference = answers(step, inputs)
-        outputs = io.run(student, inputs)
-        loss = divergence(io.output_kind, reference, outputs, config.temperature)
-        if use_labels:
-            labels = data.labels[batch]
-            labels = labels.to(config.device) if isinstance(labels, torch.Tensor) else labels
-            loss = loss + config.task_loss_weight * workload.task_loss(outputs, labels)
+        reference = answers(step, inputs)  # the teacher's answers stay f32
+        with config.autocast():
+            outputs = io.run(student, inputs)
+            loss = divergence(io.output_kind, reference, outputs, config.temperature)
+            if use_labels:
+                labels = data.labels[batch]
+                labels = labels.to(config.device) if isinstance(labels, torch.Tensor) else labels
+                loss = loss + config.task_loss_weight * workload.task_loss(outputs, labels)
         optimizer.zero_grad(set_to_none=True)
         loss.backward()
         optimizer.step()
@@ -249,7 +261,8 @@ class Recovery:
         key = json.dumps([ratios, steps], sort_keys=True)
         state = self._recent.get(key)
         if state is None:
-            state = self._recovered_state(self.identity, json.dumps(ratios, sort_keys=True), steps, self.config.to_json(), self)
+            recipe = self.config.to_json(distils=steps > 0)  # re-calibration alone runs in f32 whatever the precision
+            state = self._recovered_state(self.identity, json.dumps(ratios, sort_keys=True), steps, recipe, self)
             self._recent[key] = state
             while len(self._recent) > 8:
                 self._recent.popitem(last=False)

@@ -411,6 +411,8 @@ class RecoverySettings:
     search_batchnorm: str = "recalibrate"
     seed: int = 0
     device: str = "auto"  # where proxies and recovery run: "auto" (CUDA if available), "cpu" or "cuda"
+    # Distillation's arithmetic: "auto" (bf16 autocast where the device runs bf16 natively), "f32" or "bf16".
+    precision: str = "auto"
 
 
 @dataclass(frozen=True)
@@ -459,16 +461,23 @@ class StudySpec:
             # A per-target objective measured on changed target settings is a different objective.
             "targets": {t.name: read_toml(t.path) for t in self.targets},
             "search_steps": self.recovery.search_steps,
+            # Where recovery runs and in which float format change the search's scores only through distillation,
+            # which the search runs only when search_steps > 0.
             "recovery": {
-                k: v for k, v in asdict(self.recovery).items() if not k.endswith("_steps") and k != "device"
+                k: v
+                for k, v in asdict(self.recovery).items()
+                if not k.endswith("_steps") and k not in ("device", "precision")
             },
         }
+        if self.recovery.search_steps:
+            parts["recovery_precision"] = self.recovery.precision
         return hashlib.sha256(json.dumps(parts, sort_keys=True, default=str).encode()).hexdigest()[:16]
 
 
 SAMPLERS = ("auto", "nsga2", "tpe", "gp", "random")
 DEVICES = ("auto", "cpu", "cuda")
 SEARCH_BATCHNORM = ("recalibrate", "scoring_batch")
+RECOVERY_PRECISIONS = ("auto", "f32", "bf16")
 
 
 def load_study_spec(reference: str) -> StudySpec:
@@ -511,9 +520,12 @@ def load_study_spec(reference: str) -> StudySpec:
         search_batchnorm=r.get("search_batchnorm", str, defaults.search_batchnorm),
         seed=r.number("seed", defaults.seed, 0, integer=True),
         device=r.get("device", str, defaults.device),
+        precision=r.get("precision", str, defaults.precision),
     )
     if recovery.device not in DEVICES:
         raise r.error("device", f"{recovery.device!r}: expected one of {list(DEVICES)}")
+    if recovery.precision not in RECOVERY_PRECISIONS:
+        raise r.error("precision", f"{recovery.precision!r}: expected one of {list(RECOVERY_PRECISIONS)}")
     if recovery.search_batchnorm not in SEARCH_BATCHNORM:
         raise r.error("search_batchnorm", f"{recovery.search_batchnorm!r}: expected one of {list(SEARCH_BATCHNORM)}")
     r.reject_unknown()

@@ -25,7 +25,7 @@ from autotune.scoring import ProxyScorer
 from autotune.spec import load_study_spec
 from autotune.studies import storage_for
 from benchmarks import methods
-from benchmarks.pages import quiet_libraries
+from benchmarks.pages import quiet_libraries, write_study_section
 from benchmarks.run import machine
 
 TARGET_MINUTES = {"fashion-cnn": 10, "minilm": 20}
@@ -57,7 +57,12 @@ def timed_cycle(study: str, seed: int, trials: int, evaluations: int) -> dict:
                 os.environ.pop("AUTOTUNE_HOME", None)
             else:
                 os.environ["AUTOTUNE_HOME"] = previous
-    return {"plans": len(plans), "targets": [t.name for t in spec.targets], "phases": phases}
+    return {
+        "plans": len(plans),
+        "targets": [t.name for t in spec.targets],
+        "recovery_precision": context.recovery.config.precision,
+        "phases": phases,
+    }
 
 
 def section(study: str, seed: int, trials: int, found: dict) -> list[str]:
@@ -71,7 +76,8 @@ def section(study: str, seed: int, trials: int, found: dict) -> list[str]:
         f"## {study}",
         "",
         f"Seed {seed}, {trials} proxy trials, {found['plans']} promoted plans evaluated on {', '.join(found['targets'])} "
-        f"(plus FP32 and uniform INT8 as references), measured {time.strftime('%Y-%m-%d %H:%M UTC', time.gmtime())}.",
+        f"(plus FP32 and uniform INT8 as references), recovery distilled in {found['recovery_precision']}, measured "
+        f"{time.strftime('%Y-%m-%d %H:%M UTC', time.gmtime())}.",
         "",
         "| start-up s | proxy search s | re-score s | full evaluation s | total s |",
         "|---:|---:|---:|---:|---:|",
@@ -95,18 +101,7 @@ def write(out: Path, study: str, lines: list[str]) -> None:
         + ".",
         "",
     ]
-    sections: dict[str, list[str]] = {}
-    if out.exists():
-        current = None
-        for line in out.read_text().splitlines():
-            if line.startswith("## "):
-                current = line[3:]
-                sections[current] = []
-            if current is not None:
-                sections[current].append(line)
-    sections[study] = lines
-    bodies = ["\n".join(body).strip() for body in sections.values()]
-    out.write_text("\n".join(header) + "\n" + "\n\n".join(bodies) + "\n")
+    write_study_section(out, header, study, lines)
 
 
 def main(argv: list[str] | None = None) -> None:

@@ -30,3 +30,19 @@ def write_page(path: str | Path, text: str) -> None:
     previous = output.read_text() if output.exists() else ""
     reading = previous[previous.find(READING):] if READING in previous else ""
     output.write_text(text + ("\n" + reading if reading else ""))
+
+
+def write_study_section(out: Path, header: list[str], study: str, lines: list[str]) -> None:
+    """Replace one study's `## <study>` section of a page, keeping the other studies' sections."""
+    sections: dict[str, list[str]] = {}
+    if out.exists():
+        current = None
+        for line in out.read_text().splitlines():
+            if line.startswith("## "):
+                current = line[3:]
+                sections[current] = []
+            if current is not None:
+                sections[current].append(line)
+    sections[study] = lines
+    bodies = ["\n".join(body).strip() for body in sections.values()]
+    out.write_text("\n".join(header) + "\n" + "\n\n".join(bodies) + "\n")

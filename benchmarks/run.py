@@ -75,6 +75,9 @@ class Config:
     validation_for_accuracy_control: int | None = None  # None: the whole validation set
     timing_seconds: float | None = None  # None: each target's [measure] protocol
     bootstrap_draws: int = 500
+    # Every method recovers the same way. f32: the cached reference front was recovered in f32 before studies took bf16
+    # autocast on AMX CPUs (its accuracy compared in docs/cycle-time.md); another precision gets a folder of its own.
+    recovery_precision: str = "f32"
 
     @classmethod
     def quick(cls) -> Config:
@@ -113,6 +116,7 @@ class Benchmark:
             storage=f"sqlite:///{folder / 'bench.db'}",
             targets=targets,
             sampler=config.sampler or spec.sampler,
+            recovery=dataclasses.replace(spec.recovery, precision=config.recovery_precision),
         )
         self.context = prepare(self.spec)
         self.storage = storage_for(self.spec.storage)
@@ -446,6 +450,9 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--proxy-variants", default=None, help="comma-separated proxy recipes autotune also runs with")
     parser.add_argument("--sweep", default=None, help="comma-separated pruning ratios of the uniform sweep")
     parser.add_argument("--targets", default=None, help="comma-separated subset of the study's targets")
+    parser.add_argument(
+        "--recovery-precision", default=None, choices=("f32", "bf16", "auto"), help="every method's recovery (default f32)"
+    )
     args = parser.parse_args(argv)
     config = Config.quick() if args.quick else Config()
     overrides = {
@@ -460,10 +467,12 @@ def main(argv: list[str] | None = None) -> None:
         "proxy_variants": tuple(args.proxy_variants.split(",")) if args.proxy_variants else None,
         "sweep": tuple(float(r) for r in args.sweep.split(",")) if args.sweep else None,
         "targets": tuple(args.targets.split(",")) if args.targets else None,
+        "recovery_precision": args.recovery_precision,
     }
     config = dataclasses.replace(config, **{k: v for k, v in overrides.items() if v is not None})
     quiet_libraries()
-    folder = Path(args.folder or Path(".autotune") / "benchmarks" / config.study).resolve()
+    default_folder = config.study if config.recovery_precision == "f32" else f"{config.study}-{config.recovery_precision}"
+    folder = Path(args.folder or Path(".autotune") / "benchmarks" / default_folder).resolve()
     folder.mkdir(parents=True, exist_ok=True)
     started = time.time()
     bench = Benchmark(config, folder)

@@ -129,3 +129,24 @@ def test_whole_cycle_is_timed_in_a_fresh_workspace_and_each_study_keeps_its_sect
     page = out.read_text()
     assert "## other" in page and "kept\n\n## fashion-cnn-tiny" in page and page.count("## fashion-cnn-tiny") == 1
     assert "| start-up s | proxy search s |" in page
+
+
+def test_recovery_precision_compares_the_same_plans_both_ways_and_writes_its_section(tiny_workload, tmp_path):
+    """Both recoveries of each plan are computed afresh (no cache shared with the session's workspace) and built for
+    every target; the page reports the accuracy change per target and the recovery seconds."""
+    import os
+
+    from autotune.spec import load_study_spec
+    from benchmarks.recovery_precision import main
+
+    home = os.environ["AUTOTUNE_HOME"]
+    before = sorted((Path(home) / "cache").rglob("*"))
+    out = tmp_path / "recovery-precision.md"
+    main(["--study", "fashion-cnn-tiny", "--plans", "2", "--out", str(out)])
+    assert os.environ["AUTOTUNE_HOME"] == home and sorted((Path(home) / "cache").rglob("*")) == before
+    page = out.read_text()
+    assert "## fashion-cnn-tiny" in page and "2 pruned plans, 30 distillation steps each" in page
+    targets = [t.name for t in load_study_spec("fashion-cnn-tiny").targets]
+    assert all(f"| {target} | " in page for target in targets)
+    rows = [line for line in page.splitlines() if line.startswith("| `")]
+    assert len(rows) == 2 and all(line.count("|") == 2 * len(targets) + 4 for line in rows)

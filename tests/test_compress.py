@@ -115,6 +115,47 @@ def test_recovery_improves_a_pruned_model(tiny_workload):
     assert accuracy(recovery.recovered(plan, steps=60)) > accuracy(recovery.pruned(plan))
 
 
+def test_bf16_recovery_distils_in_bf16_and_is_cached_apart_from_f32(tiny_workload, workspace):
+    """bf16 autocast changes the arithmetic, not the recipe's outcome: a different cache entry, different weights (kept in
+    f32), and a recovered model about as accurate as the f32 one. The f32 identity is the one recorded before the
+    setting existed, so earlier caches still match."""
+    assert "precision" not in RecoveryConfig(batch_size=64).to_json()
+    assert '"precision": "bf16"' in RecoveryConfig(batch_size=64, precision="bf16").to_json()
+    assert RecoveryConfig(precision="bf16").to_json(distils=False) == RecoveryConfig().to_json()
+    pruned_layers = ("stem.conv", "down1.conv", "block1.conv2", "down2.conv", "block2.conv2", "fc1")
+    plan = Plan({name: LayerChoice(32, 0.5) for name in pruned_layers})
+    data = tiny_workload.validation
+    seen = []
+    original_linear = torch.nn.functional.linear
+
+    def spying_linear(x, weight, bias=None):
+        seen.append(torch.get_autocast_dtype("cpu") if torch.is_autocast_enabled("cpu") else None)
+        return original_linear(x, weight, bias)
+
+    def accuracy(model):
+        return tiny_workload.metric(tiny_workload.io.run_batched(model, data.inputs).numpy(), data.labels_numpy())
+
+    def cache_entries():
+        return len(list((workspace / "cache" / "recovery").rglob("output.pkl")))
+
+    before, recovered = cache_entries(), {}
+    for precision in ("f32", "bf16"):
+        recovery = Recovery(tiny_workload, RecoveryConfig(batch_size=64, seed=7, precision=precision))
+        seen.clear()
+        torch.nn.functional.linear = spying_linear
+        try:
+            recovered[precision] = recovery.recovered(plan, steps=40)
+        finally:
+            torch.nn.functional.linear = original_linear
+        assert set(seen) >= ({torch.bfloat16} if precision == "bf16" else {None})
+        assert all(p.dtype == torch.float32 for p in recovered[precision].parameters())
+    assert cache_entries() == before + 2
+    assert not torch.equal(recovered["f32"].fc1.weight, recovered["bf16"].fc1.weight)
+    unrecovered = accuracy(Recovery(tiny_workload, RecoveryConfig(batch_size=64)).pruned(plan))
+    assert accuracy(recovered["bf16"]) > unrecovered
+    assert abs(accuracy(recovered["bf16"]) - accuracy(recovered["f32"])) < 0.05
+
+
 def test_batchnorm_from_the_scoring_batch_equals_recalibrating_on_it_then_scoring(tiny_workload):
     """One train-mode-BatchNorm pass gives the outputs of a model re-calibrated on that batch (to float
     rounding of the biased/unbiased variance), leaves it in eval mode with those statistics, and keeps

@@ -1,5 +1,8 @@
 """Catalogue parsing and every bad-input path the spec loader must refuse with file + field."""
 
+import dataclasses
+import re
+
 import pytest
 
 from autotune import search_space
@@ -180,6 +183,39 @@ def test_study_spec_errors_name_the_nested_file(catalogue):
     )
     with pytest.raises(SpecError, match=r"v.toml: recovery.search_batchnorm: 'never': expected one of"):
         load_study_spec("v")
+    write(
+        catalogue / "studies",
+        "w",
+        'workload = "fashion-cnn"\nsearch_space = "cnn-mixed"\nproxies = "default"\ntargets = ["cpu-openvino"]\n'
+        '[recovery]\nprecision = "fp8"\n',
+    )
+    with pytest.raises(SpecError, match=r"w.toml: recovery.precision: 'fp8': expected one of \['auto', 'f32', 'bf16'\]"):
+        load_study_spec("w")
+
+
+def test_recovery_precision_resolves_from_the_machine_and_refuses_bf16_without_native_support(catalogue):
+    """"auto" takes bf16 only where the device multiplies it natively; an explicit "bf16" elsewhere is refused with the
+    reason, naming the file and field. Whether distillation changes the search's trials (search_steps > 0) decides
+    whether the precision is part of the search's digest."""
+    from autotune.context import native_bf16, resolve_recovery_precision
+
+    body = 'workload = "fashion-cnn"\nsearch_space = "cnn-mixed"\nproxies = "default"\ntargets = ["cpu-openvino"]\n'
+    native, why = native_bf16("cpu")
+    for precision in ("auto", "f32", "bf16"):
+        write(catalogue / "studies", precision, body + f'[recovery]\nprecision = "{precision}"\n')
+        spec = load_study_spec(precision)
+        if precision == "bf16" and not native:
+            with pytest.raises(SpecError, match=rf"bf16.toml \[recovery\] precision: 'bf16' on cpu, but {re.escape(why)}"):
+                resolve_recovery_precision(spec, "cpu")
+        else:
+            expected = "f32" if precision == "f32" or not native else "bf16"
+            assert resolve_recovery_precision(spec, "cpu") == expected
+    auto, f32 = load_study_spec("auto"), load_study_spec("f32")
+    assert auto.search_digest() == f32.search_digest()  # search_steps = 0: no distillation during the search
+    searching = dataclasses.replace(auto, recovery=dataclasses.replace(auto.recovery, search_steps=5))
+    assert searching.search_digest() != dataclasses.replace(
+        searching, recovery=dataclasses.replace(searching.recovery, precision="f32")
+    ).search_digest()
 
 
 def test_hardware_float_and_latency_objective_errors(catalogue):
