@@ -11,21 +11,17 @@ from __future__ import annotations
 
 import argparse
 import dataclasses
-import os
-import shutil
-import tempfile
 import time
 from pathlib import Path
 
 from autotune.context import prepare
 from autotune.evaluate import Evaluator, tool_versions
-from autotune.paths import workspace
 from autotune.promotion import reference_candidates
 from autotune.scoring import ProxyScorer
 from autotune.spec import load_study_spec
 from autotune.studies import storage_for
 from benchmarks import methods
-from benchmarks.pages import quiet_libraries, write_study_section
+from benchmarks.pages import fresh_workspace, quiet_libraries, write_study_section
 from benchmarks.run import machine
 
 TARGET_MINUTES = {"fashion-cnn": 10, "minilm": 20}
@@ -33,30 +29,19 @@ TARGET_MINUTES = {"fashion-cnn": 10, "minilm": 20}
 
 def timed_cycle(study: str, seed: int, trials: int, evaluations: int) -> dict:
     """Seconds per phase of one cycle in a fresh workspace that holds only the trained base model."""
-    trained = workspace() / "cache" / "models"
-    with tempfile.TemporaryDirectory(prefix="autotune-cycle-") as fresh:
-        if trained.exists():
-            shutil.copytree(trained, Path(fresh) / "cache" / "models")
-        previous = os.environ.get("AUTOTUNE_HOME")
-        os.environ["AUTOTUNE_HOME"] = fresh
-        try:
-            spec = dataclasses.replace(load_study_spec(study), name="cycle", storage=f"sqlite:///{fresh}/cycle.db")
-            phases = {}
-            started = time.perf_counter()
-            context = prepare(spec)
-            scorer = ProxyScorer(context)
-            phases["start_up_s"] = time.perf_counter() - started
-            storage = storage_for(spec.storage)
-            plans, search, promoted = methods.autotune_plans(context, scorer, storage, trials, evaluations, seed, spec.sampler)
-            phases["proxy_search_s"], phases["rescore_s"] = search["proxy_search_s"], search["rescore_s"]
-            started = time.perf_counter()
-            Evaluator(context, storage, Path(fresh) / "artifacts").run(reference_candidates(context, scorer) + promoted)
-            phases["full_evaluation_s"] = time.perf_counter() - started
-        finally:
-            if previous is None:
-                os.environ.pop("AUTOTUNE_HOME", None)
-            else:
-                os.environ["AUTOTUNE_HOME"] = previous
+    with fresh_workspace("autotune-cycle-") as fresh:
+        spec = dataclasses.replace(load_study_spec(study), name="cycle", storage=f"sqlite:///{fresh / 'cycle.db'}")
+        phases = {}
+        started = time.perf_counter()
+        context = prepare(spec)
+        scorer = ProxyScorer(context)
+        phases["start_up_s"] = time.perf_counter() - started
+        storage = storage_for(spec.storage)
+        plans, search, promoted = methods.autotune_plans(context, scorer, storage, trials, evaluations, seed, spec.sampler)
+        phases["proxy_search_s"], phases["rescore_s"] = search["proxy_search_s"], search["rescore_s"]
+        started = time.perf_counter()
+        Evaluator(context, storage, fresh / "artifacts").run(reference_candidates(context, scorer) + promoted)
+        phases["full_evaluation_s"] = time.perf_counter() - started
     return {
         "plans": len(plans),
         "targets": [t.name for t in spec.targets],

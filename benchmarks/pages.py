@@ -3,11 +3,18 @@ of results that keeps its hand-written reading."""
 
 from __future__ import annotations
 
+import contextlib
 import logging
+import os
+import shutil
+import tempfile
+from collections.abc import Iterator
 from pathlib import Path
 
 import numpy as np
 import optuna
+
+from autotune.paths import workspace
 
 READING = "## Reading"  # a hand-written section at the end of a page, kept when the figures are rewritten
 
@@ -46,3 +53,22 @@ def write_study_section(out: Path, header: list[str], study: str, lines: list[st
     sections[study] = lines
     bodies = ["\n".join(body).strip() for body in sections.values()]
     out.write_text("\n".join(header) + "\n" + "\n\n".join(bodies) + "\n")
+
+
+@contextlib.contextmanager
+def fresh_workspace(prefix: str) -> Iterator[Path]:
+    """A temporary AUTOTUNE_HOME holding only the trained base models (no cached recovery, table or study), restored
+    on the way out: what a cold cycle starts from."""
+    trained = workspace() / "cache" / "models"
+    with tempfile.TemporaryDirectory(prefix=prefix) as fresh:
+        if trained.exists():
+            shutil.copytree(trained, Path(fresh) / "cache" / "models")
+        previous = os.environ.get("AUTOTUNE_HOME")
+        os.environ["AUTOTUNE_HOME"] = fresh
+        try:
+            yield Path(fresh)
+        finally:
+            if previous is None:
+                os.environ.pop("AUTOTUNE_HOME", None)
+            else:
+                os.environ["AUTOTUNE_HOME"] = previous

@@ -13,8 +13,6 @@ from __future__ import annotations
 
 import argparse
 import dataclasses
-import os
-import shutil
 import tempfile
 import time
 from pathlib import Path
@@ -25,11 +23,10 @@ from scipy.stats import spearmanr
 from autotune.compress import Recovery
 from autotune.context import native_bf16, prepare
 from autotune.evaluate import tool_versions
-from autotune.paths import workspace
 from autotune.spec import load_study_spec
 from autotune.targets import make_target
 from benchmarks import methods
-from benchmarks.pages import quiet_libraries, write_study_section
+from benchmarks.pages import fresh_workspace, quiet_libraries, write_study_section
 from benchmarks.run import machine
 
 PRECISIONS = ("f32", "bf16")
@@ -47,45 +44,34 @@ def compared_plans(context, count: int) -> list:
 
 
 def measure(study: str, count: int) -> dict:
-    trained = workspace() / "cache" / "models"
-    with tempfile.TemporaryDirectory(prefix="autotune-precision-") as fresh:
-        if trained.exists():
-            shutil.copytree(trained, Path(fresh) / "cache" / "models")
-        previous = os.environ.get("AUTOTUNE_HOME")
-        os.environ["AUTOTUNE_HOME"] = fresh
-        try:
-            spec = load_study_spec(study)
-            context = prepare(dataclasses.replace(spec, recovery=dataclasses.replace(spec.recovery, precision="f32")))
-            recoveries = {
-                precision: Recovery(
-                    context.workload,
-                    dataclasses.replace(context.recovery.config, precision=precision),
-                    context.recovery.teacher,
-                )
-                for precision in PRECISIONS
-            }
-            workload = context.workload
-            labels = workload.validation.labels_numpy()
-            targets = [make_target(h) for h in spec.targets]
-            rows = []
-            for index, plan in enumerate(compared_plans(context, count)):
-                row = {"plan": plan.describe()}
-                for precision in PRECISIONS if index % 2 == 0 else PRECISIONS[::-1]:
-                    started = time.perf_counter()
-                    model = recoveries[precision].recovered(plan, spec.recovery.full_steps)
-                    row[f"{precision}.recovery_s"] = time.perf_counter() - started
-                    for target in targets:
-                        with tempfile.TemporaryDirectory() as folder:
-                            artifact = target.build(model, plan, context.build_context(), Path(folder))
-                            outputs = target.predict(artifact, workload.validation.inputs)
-                        row[f"{precision}.{target.name}"] = float(workload.metric(outputs, labels))
-                rows.append(row)
-                print(row, flush=True)
-        finally:
-            if previous is None:
-                os.environ.pop("AUTOTUNE_HOME", None)
-            else:
-                os.environ["AUTOTUNE_HOME"] = previous
+    with fresh_workspace("autotune-precision-"):
+        spec = load_study_spec(study)
+        context = prepare(dataclasses.replace(spec, recovery=dataclasses.replace(spec.recovery, precision="f32")))
+        recoveries = {
+            precision: Recovery(
+                context.workload,
+                dataclasses.replace(context.recovery.config, precision=precision),
+                context.recovery.teacher,
+            )
+            for precision in PRECISIONS
+        }
+        workload = context.workload
+        labels = workload.validation.labels_numpy()
+        targets = [make_target(h) for h in spec.targets]
+        rows = []
+        for index, plan in enumerate(compared_plans(context, count)):
+            row = {"plan": plan.describe()}
+            for precision in PRECISIONS if index % 2 == 0 else PRECISIONS[::-1]:
+                started = time.perf_counter()
+                model = recoveries[precision].recovered(plan, spec.recovery.full_steps)
+                row[f"{precision}.recovery_s"] = time.perf_counter() - started
+                for target in targets:
+                    with tempfile.TemporaryDirectory() as folder:
+                        artifact = target.build(model, plan, context.build_context(), Path(folder))
+                        outputs = target.predict(artifact, workload.validation.inputs)
+                    row[f"{precision}.{target.name}"] = float(workload.metric(outputs, labels))
+            rows.append(row)
+            print(row, flush=True)
     native, why = native_bf16(context.recovery.config.device)
     return {
         "rows": rows,
