@@ -45,7 +45,7 @@ def finished_trials(context: StudyContext, storage) -> int:
         return 0
     existing = optuna.load_study(study_name=spec.proxy_study, storage=storage)
     digest = existing.user_attrs.get("search_digest")
-    if digest is not None and digest != spec.search_digest(context.workload.fingerprint):
+    if digest is not None and digest != spec.search_digest(context.workload.fingerprint, context.recovery.config.precision):
         raise SpecError(
             f"{spec.path}: study {spec.proxy_study!r} in {spec.storage} was created from a different workload, model, "
             "search space, proxy recipe, hardware target or search recovery; give the study a new name to start afresh"
@@ -74,7 +74,7 @@ def run_search(
     sampler = make_sampler(chosen, spec.seed + finished_before, budget)
     study = open_study(storage, spec.proxy_study, metric_names, sampler)
     check_params_encoding(study, PARAMS_ENCODING)
-    study.set_user_attr("search_digest", spec.search_digest(context.workload.fingerprint))
+    study.set_user_attr("search_digest", spec.search_digest(context.workload.fingerprint, context.recovery.config.precision))
     study.set_user_attr("spec", str(spec.path))
     study.set_user_attr("sampler", chosen)
     study.set_user_attr("kind", "proxy search")

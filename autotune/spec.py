@@ -451,7 +451,7 @@ class StudySpec:
     def for_cycle(self, cycle: int) -> StudySpec:
         return replace(self, name=f"{self.name}/c{cycle}", cycle=cycle)
 
-    def search_digest(self, model_fingerprint: str = "") -> str:
+    def search_digest(self, model_fingerprint: str = "", recovery_precision: str | None = None) -> str:
         """Identity of what defines the proxy study's trials; a resumed study must match it."""
         parts = {
             "workload": self.workload,
@@ -469,8 +469,8 @@ class StudySpec:
                 if not k.endswith("_steps") and k not in ("device", "precision")
             },
         }
-        if self.recovery.search_steps:
-            parts["recovery_precision"] = self.recovery.precision
+        if self.recovery.search_steps:  # the precision distillation resolved to here: "auto" differs by machine
+            parts["recovery_precision"] = recovery_precision or self.recovery.precision
         return hashlib.sha256(json.dumps(parts, sort_keys=True, default=str).encode()).hexdigest()[:16]
 
 

@@ -216,6 +216,8 @@ def test_recovery_precision_resolves_from_the_machine_and_refuses_bf16_without_n
     assert searching.search_digest() != dataclasses.replace(
         searching, recovery=dataclasses.replace(searching.recovery, precision="f32")
     ).search_digest()
+    # "auto" resolves per machine: a study resumed where it resolves otherwise is a different search.
+    assert searching.search_digest("m", "bf16") != searching.search_digest("m", "f32")
 
 
 def test_hardware_float_and_latency_objective_errors(catalogue):
