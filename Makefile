@@ -3,7 +3,7 @@ VENV ?= .venv
 SUDO := $(shell [ "$$(id -u)" -eq 0 ] || echo sudo)
 FASHION_MNIST := /usr/share/datasets/fashion-mnist/t10k-images-idx3-ubyte.gz
 
-.PHONY: setup demo test lint benchmark benchmark-minilm benchmark-quick benchmark-targets benchmark-proxy benchmark-warm-start benchmark-calibration benchmark-samplers benchmark-fidelity benchmark-cycle benchmark-recovery-precision dashboard
+.PHONY: setup demo test lint benchmark benchmark-minilm benchmark-quick benchmark-targets benchmark-proxy benchmark-warm-start benchmark-calibration benchmark-samplers benchmark-fidelity benchmark-latency-fidelity benchmark-cycle benchmark-recovery-precision dashboard
 
 setup: $(VENV)/.installed $(FASHION_MNIST)
 
@@ -64,6 +64,11 @@ benchmark-samplers: setup
 # Writes docs/proxy-fidelity.md: proxy variants (W8A8, latency bases, a fitted latency) on the plans `make benchmark` measured.
 benchmark-fidelity: setup
 	$(VENV)/bin/python -m benchmarks.fidelity --folder .autotune/benchmarks/fashion-cnn --results docs/benchmarks.json
+
+# Writes docs/latency-fidelity.md: every latency table variant against 160 plans of the whole space timed in rounds (no
+# full evaluation; about 30 min on 2 cores).
+benchmark-latency-fidelity: setup
+	$(VENV)/bin/python -m benchmarks.latency_fidelity
 
 # Writes docs/cycle-time.md: one whole cycle (200 proxy trials, 16 full evaluations) per study from cold caches.
 benchmark-cycle: setup

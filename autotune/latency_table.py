@@ -9,6 +9,9 @@ sum of deltas would cross zero.
 Measuring in context, rather than each layer alone, keeps the costs that only exist inside a
 network: precision conversions at the boundaries of an FP32 layer, fused activations, the
 consumers of a pruned layer reading fewer channels.
+
+With `probe_rounds` > 1 the probes are built together and timed in interleaved rounds, each keeping its median: one
+timing on a shared machine drifts by about 10% with the load, and a plan's estimate adds up many probes' errors.
 """
 
 from __future__ import annotations
@@ -36,6 +39,7 @@ PROBE_PRUNE = 0.5
 PRUNING_PROBE_BUDGET = 400  # builds for `every_width`; past it (a model with many groups), half width instead
 MIN_SUM_FRACTION = 0.05  # added savings never estimate a plan below this fraction of its base
 PROBE_MEASURE = MeasureSettings(warmup=5, min_repeats=30, min_seconds=0.3, max_repeats=1000)
+ROUND_CHUNK = 16  # probes held built at once while timed in rounds (a transformer's artifacts are large)
 
 
 def architecture_key(model: nn.Module) -> str:
@@ -70,6 +74,57 @@ def _plan_latency_ms(
         artifact = target.build(pruned, plan, build, Path(folder))
         runner = target.runner(artifact, repeat_first(build.calibration, spec.throughput_batch))
         return summarise(target.time_with(runner, PROBE_MEASURE))["p50"]
+
+
+def _plans_latency_ms(
+    target_json: str,
+    architecture: str,
+    plan_jsons: tuple[str, ...],
+    channel_multiple: int,
+    rounds: int,
+    spec: HardwareSpec,
+    pruner: GroupPruner,
+    build: BuildContext,
+) -> dict[str, float | str]:
+    """Each plan's median latency of a throughput batch over `rounds` interleaved rounds (cached on disk as a set), or
+    the reason the target refused to build it. On a shared machine one timing drifts by about 10% (in log) with the
+    machine's load over seconds; plans timed in turn, round after round, each see that drift at different moments."""
+    from autotune.targets import make_target
+
+    target = make_target(spec)
+    found: dict[str, float | str] = {}
+    with progress_bar() as progress:
+        task = progress.add_task(f"latency table on {spec.name}, {rounds} rounds", total=len(plan_jsons) * (1 + rounds))
+        for start in range(0, len(plan_jsons), ROUND_CHUNK):
+            chunk = plan_jsons[start : start + ROUND_CHUNK]
+            found |= _chunk_latency_ms(target, chunk, channel_multiple, rounds, spec, pruner, build, progress, task)
+    return found
+
+
+def _chunk_latency_ms(target, chunk, channel_multiple, rounds, spec, pruner, build, progress, task) -> dict[str, float | str]:
+    """The plans of one chunk built, then timed in `rounds` rounds, each round in a new order."""
+    found: dict[str, float | str] = {}
+    builds = workspace() / "builds"
+    builds.mkdir(parents=True, exist_ok=True)
+    with tempfile.TemporaryDirectory(dir=builds) as folder:
+        runners = {}
+        for index, plan_json in enumerate(chunk):
+            plan = Plan.from_json(plan_json)
+            try:
+                artifact = target.build(pruner.prune(plan, channel_multiple), plan, build, Path(folder) / str(index))
+                runners[plan_json] = target.runner(artifact, repeat_first(build.calibration, spec.throughput_batch))
+            except TargetError as exc:
+                found[plan_json] = str(exc)
+                progress.update(task, advance=rounds)
+            progress.update(task, advance=1)
+        timings: dict[str, list[float]] = {plan_json: [] for plan_json in runners}
+        for round_index in range(rounds):
+            order = list(runners)
+            np.random.default_rng(round_index).shuffle(order)
+            for plan_json in order:
+                timings[plan_json].append(summarise(target.time_with(runners[plan_json], PROBE_MEASURE))["p50"])
+                progress.update(task, advance=1)
+    return found | {plan_json: float(np.median(values)) for plan_json, values in timings.items()}
 
 
 BASES = ("int8", "per_precision")
@@ -113,6 +168,7 @@ class LatencyTable:
         prune_ratios: dict[str, tuple[float, ...]] | None = None,
         composition: str = "product",
         pruning_precisions: str = "base",
+        probe_rounds: int = 1,
     ) -> None:
         self.spec = spec
         self.channel_multiple = channel_multiple
@@ -148,24 +204,55 @@ class LatencyTable:
             )
             probe_ratios, pruning_probes = half, "half_width"
         self.pruning_probes = pruning_probes
+        self._probe_total = pruned_probe_count(probe_ratios)
         memory = joblib.Memory(cache_dir("latency"), verbose=0)
         measure = memory.cache(_plan_latency_ms, ignore=["spec", "pruner", "build"])
         identity, architecture = _target_identity(spec), architecture_key(pruner.teacher)
         samples = BuildContext(build.layers, build.io, take(build.calibration, slice(0, 32)))
+        self.probe_rounds = probe_rounds
+        measured_in_rounds: dict[str, float | str] = {}
+        listed: list[str] | None = None  # while listing the probes (rounds > 1), the plans asked for
 
         def timed(plan: Plan) -> float:
-            return measure(identity, architecture, plan.to_json(), channel_multiple, spec, pruner, samples)
+            plan_json = plan.to_json()
+            if listed is not None:
+                listed.append(plan_json)
+                return 1.0
+            if plan_json in measured_in_rounds:
+                value = measured_in_rounds[plan_json]
+                if isinstance(value, str):
+                    raise TargetError(value)
+                return value
+            return measure(identity, architecture, plan_json, channel_multiple, spec, pruner, samples)
 
         self.measured_ms = timed  # a plan's measured latency (read from the cache for the probes)
+        if probe_rounds > 1:
+            # The probes are listed by a dry run of the loop below (it asks for every plan it may need), then timed
+            # together in interleaved rounds.
+            listed = []
+            self._measure_probes(timed, probes, groups, probe_ratios, pruning_precisions, channel_multiple, [], quiet=True)
+            plans = tuple(dict.fromkeys(listed))
+            listed = None
+            in_rounds = memory.cache(_plans_latency_ms, ignore=["spec", "pruner", "build"])
+            measured_in_rounds |= in_rounds(identity, architecture, plans, channel_multiple, probe_rounds, spec, pruner, samples)
 
         refused: list[str] = []
+        self._measure_probes(timed, probes, groups, probe_ratios, pruning_precisions, channel_multiple, refused)
+        if refused:
+            console.print(f"[yellow]latency table on {spec.name}: {len(refused)} probes the target refused, e.g. {refused[0]}")
+        self.group_of = {m: g.root for g in groups for m in g.layers}
+
+    def _measure_probes(
+        self, timed, probes, groups, probe_ratios, pruning_precisions, channel_multiple, refused, quiet: bool = False
+    ) -> None:
+        """Every base, each layer at each other precision on it, each group pruned at each probed width: the ratios."""
         self.base_ms_of: list[float] = []
         self.log_ratios_of: list[dict[tuple[str, int], float]] = []
         # Per group, per precision of its root: kept channels -> log ratio to the unpruned plan at that precision.
         self.prune_curves_of: list[dict[str, dict[int, dict[int, float]]]] = []
-        with progress_bar() as progress:
-            total = sum(len(p) + 1 for p in probes) + pruned_probe_count(probe_ratios)
-            task = progress.add_task(f"latency table on {spec.name}", total=total)
+        with progress_bar(disable=quiet) as progress:
+            total = sum(len(p) + 1 for p in probes) + self._probe_total
+            task = progress.add_task(f"latency table on {self.spec.name}", total=total)
             for base, bit_probes in zip(self.bases, probes, strict=True):
                 base_ms = timed(base)
                 progress.update(task, advance=1)
@@ -208,9 +295,6 @@ class LatencyTable:
                 self.base_ms_of.append(base_ms)
                 self.log_ratios_of.append(log_ratios)
                 self.prune_curves_of.append(curves)
-        if refused:
-            console.print(f"[yellow]latency table on {spec.name}: {len(refused)} probes the target refused, e.g. {refused[0]}")
-        self.group_of = {m: g.root for g in groups for m in g.layers}
 
     @property
     def base_ms(self) -> float:

@@ -15,7 +15,7 @@ _probe = Console(stderr=True)
 console = Console(stderr=True, width=None if _probe.is_terminal else max(200, shutil.get_terminal_size().columns))
 
 
-def progress_bar() -> Progress:
+def progress_bar(disable: bool = False) -> Progress:
     return Progress(
         TextColumn("[progress.description]{task.description}"),
         BarColumn(),
@@ -25,6 +25,7 @@ def progress_bar() -> Progress:
         TimeRemainingColumn(),
         console=console,
         transient=False,
+        disable=disable,
     )
 
 

@@ -96,6 +96,17 @@ def method_table(summary: dict, max_drop: float) -> list[str]:
     return lines
 
 
+def ceiling_sentence(ceiling: dict | None) -> str:
+    """How high any accuracy proxy could rank these plans against drops measured on this validation set."""
+    if not ceiling or ceiling.get("ceiling") is None:
+        return ""
+    return (
+        f" Measured on this validation set, these drops cap any accuracy proxy's Spearman near {ceiling['ceiling']:.2f} "
+        f"[{ceiling['low']:.2f}-{ceiling['high']:.2f}] (split-half reliability over {ceiling['splits']} random halvings,"
+        " stepped up to the whole set: what a proxy equal to the true drop would reach)."
+    )
+
+
 def targets_verdict(summary: dict, max_drop: float) -> list[str]:
     """The issue's targets for this target, each met or missed, plainly."""
     methods = summary["methods"]
@@ -128,13 +139,16 @@ def targets_verdict(summary: dict, max_drop: float) -> list[str]:
                 f"{_spread([f['hv_final'] for f in autotune])})"
             )
     fidelity = summary["fidelity"]
+    ceiling = fidelity.get("accuracy_ceiling") if (fidelity.get("accuracy_ceiling") or {}).get("ceiling") is not None else None
     for kind in ("accuracy", "latency"):
         found = fidelity.get(kind)
         if found:
             lines.append(
                 f"- Spearman >= 0.9 for the {kind} proxy over >= 20 measured plans: "
                 f"{verdict(found['spearman'] is not None and found['spearman'] >= 0.9 and found['plans'] >= 20)} "
-                f"({found['spearman']:+.2f}, 90% interval [{found['low']:+.2f}, {found['high']:+.2f}], {found['plans']} plans)"
+                f"({found['spearman']:+.2f}, 90% interval [{found['low']:+.2f}, {found['high']:+.2f}], {found['plans']} plans"
+                + (f"; the measurement's own ceiling {ceiling['ceiling']:.2f}" if kind == "accuracy" and ceiling else "")
+                + ")"
             )
     lines.append(
         f"- 0 promoted candidates dominated by uniform INT8: {verdict(summary['promoted_dominated_by_int8'] == 0)} "
@@ -268,6 +282,7 @@ def study_sections(results: dict, image_stem: str, level: str = "##", default_st
                 f"Proxy fidelity over {fidelity['accuracy']['plans']} measured plans (true drops from "
                 f"{fidelity['drop_range_pts'][0]:+.2f} to {fidelity['drop_range_pts'][1]:+.2f} points; one drop's 90% "
                 f"bootstrap interval over the validation set is {fidelity['drop_interval_width_pts']:.2f} points wide)."
+                + ceiling_sentence(fidelity.get("accuracy_ceiling"))
             )
             lines.append("")
             variants = fidelity.get("accuracy_by_activations", {})

@@ -48,6 +48,7 @@ from benchmarks.metrics import (
     latency_spearman_interval,
     ratio_interval,
     spearman_interval,
+    split_half_ceiling,
 )
 from benchmarks.page import companions_of, render, write_results
 from benchmarks.pages import quiet_libraries
@@ -55,6 +56,7 @@ from benchmarks.timing import fetch_artifact, interleaved_rounds, quicker
 
 ROOT = Path(__file__).resolve().parents[1]
 RUNTIME_DEFAULT = "fp32-runtime-default"
+METHODS = ("autotune", "random", "sweep", "reference")  # "autotune" includes its proxy variants
 
 
 @dataclasses.dataclass(frozen=True)
@@ -68,6 +70,7 @@ class Config:
     proxy_variants: tuple[str, ...] = ()  # proxy recipes autotune also runs with, each a method "autotune:<recipe>"
     sweep: tuple[float, ...] = methods.SWEEP_RATIOS
     reference_evaluations: int = 200  # random plans of the cached reference front (plus the sweep, FP32 and INT8)
+    compared: tuple[str, ...] = METHODS  # the methods to run (FP32, INT8 and the runtime's own baselines always run)
     rounds: int = 5  # interleaved timing rounds
     round_seconds: float | None = None  # None: each target's [measure] protocol in every round
     reference_timed_ranks: int = 2  # reference plans re-timed in the rounds: the first non-dominated ranks of their evaluation
@@ -168,7 +171,7 @@ class Benchmark:
     def run_methods(self) -> None:
         config = self.config
         for seed in range(config.seeds):
-            for method, scorer in self.autotune_scorers.items():
+            for method, scorer in self.autotune_scorers.items() if "autotune" in config.compared else ():
                 console.rule(f"{method} ({self.spec.sampler}), seed {seed}")
                 plans, phases, promoted = methods.autotune_plans(
                     scorer.context, scorer, self.storage, config.trials, config.evaluations, seed, self.spec.sampler,
@@ -178,12 +181,14 @@ class Benchmark:
                 if method == "autotune":  # the whole-cycle times are the study's own recipe's
                     phases["full_evaluation_s"] = self.evaluation_seconds([p.digest() for p in plans])
                     self.phases[f"s{seed}"] = phases
-            console.rule(f"random search, seed {seed}")
-            self.evaluate("random", f"s{seed}", methods.random_plans(self.context, config.evaluations, 1000 + seed))
-        console.rule("uniform sweep")
-        self.evaluate("sweep", "-", methods.sweep_plans(self.context, config.sweep))
+            if "random" in config.compared:
+                console.rule(f"random search, seed {seed}")
+                self.evaluate("random", f"s{seed}", methods.random_plans(self.context, config.evaluations, 1000 + seed))
+        if "sweep" in config.compared:
+            console.rule("uniform sweep")
+            self.evaluate("sweep", "-", methods.sweep_plans(self.context, config.sweep))
         self.evaluate_runtime_defaults()
-        if config.reference_evaluations:
+        if config.reference_evaluations and "reference" in config.compared:
             console.rule(f"reference front ({config.reference_evaluations} random plans + the sweep)")
             plans = methods.random_plans(self.context, config.reference_evaluations, 99) + methods.sweep_plans(self.context)
             self.evaluate("reference", "-", plans)
@@ -402,6 +407,9 @@ def summarise(bench: Benchmark, hardware, measured: dict) -> dict:
             )
         noise = [drop_interval(lambda i, picked: drop_of(candidate_keys[i], picked), index[k], images, 200) for k in candidate_keys[:10]]
         fidelity["drop_interval_width_pts"] = float(np.median([high - low for low, high in noise]))
+        fidelity["accuracy_ceiling"] = split_half_ceiling(
+            lambda i, picked: drop_of(candidate_keys[i], picked), len(candidate_keys), images, max(config.bootstrap_draws // 5, 10)
+        )
         fidelity["drop_range_pts"] = [float(min(rows[k]["drop_pts"] for k in candidate_keys)), float(max(rows[k]["drop_pts"] for k in candidate_keys))]
     def dominated_by_int8(key: str) -> bool:
         row = rows[key]
@@ -431,6 +439,17 @@ def summarise(bench: Benchmark, hardware, measured: dict) -> dict:
         "promoted_dominated_by_int8": len(dominated),
         "promoted_dominated_by_method": {m: [sum(map(dominated_by_int8, keys)), len(keys)] for m, keys in promoted_by.items()},
         "proxy_scores": {k: {objective: scores[k][objective], latency_proxy: scores[k].get(latency_proxy)} for k in candidate_keys},
+        # Every evaluated plan's recipe and its own full evaluation (re-timed or not), so the figures can be studied again
+        # on a machine without this run's storage.
+        "plans": {
+            k: {
+                "plan": bench.plans[k].to_dict(),
+                "drop_pts": measured["trials"][k].values[0],
+                "batch_latency_ms": measured["trials"][k].user_attrs.get("batch_latency_p50_ms"),
+            }
+            for k in sorted(evaluated_keys(bench))
+            if k in measured["trials"] and k in bench.plans
+        },
     }
 
 
@@ -451,6 +470,9 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--sweep", default=None, help="comma-separated pruning ratios of the uniform sweep")
     parser.add_argument("--targets", default=None, help="comma-separated subset of the study's targets")
     parser.add_argument(
+        "--methods", default=None, help=f"comma-separated subset of {','.join(METHODS)} (e.g. two proxy recipes alone)"
+    )
+    parser.add_argument(
         "--recovery-precision", default=None, choices=("f32", "bf16", "auto"), help="every method's recovery (default f32)"
     )
     args = parser.parse_args(argv)
@@ -467,9 +489,12 @@ def main(argv: list[str] | None = None) -> None:
         "proxy_variants": tuple(args.proxy_variants.split(",")) if args.proxy_variants else None,
         "sweep": tuple(float(r) for r in args.sweep.split(",")) if args.sweep else None,
         "targets": tuple(args.targets.split(",")) if args.targets else None,
+        "compared": tuple(args.methods.split(",")) if args.methods else None,
         "recovery_precision": args.recovery_precision,
     }
     config = dataclasses.replace(config, **{k: v for k, v in overrides.items() if v is not None})
+    if unknown := sorted(set(config.compared) - set(METHODS)):
+        parser.error(f"--methods: unknown {unknown}; expected some of {list(METHODS)}")
     quiet_libraries()
     default_folder = config.study if config.recovery_precision == "f32" else f"{config.study}-{config.recovery_precision}"
     folder = Path(args.folder or Path(".autotune") / "benchmarks" / default_folder).resolve()

@@ -34,6 +34,10 @@ def test_quick_benchmark_runs_and_writes_its_files(tiny_workload, tmp_path):
     for row in summary["rows"].values():
         assert np.isfinite([row["drop_pts"], row["batch_latency_ms"], row["throughput_per_s"], row["size_mb"]]).all()
     assert summary["rows"][summary["roles"]["fp32"]]["drop_pts"] == 0.0
+    # Every evaluated plan's recipe travels with the figures (a new machine has no storage to read them from).
+    evaluated = {k for runs in results["evaluated"].values() for keys in runs.values() for k in keys}
+    assert set(summary["plans"]) == evaluated and all(entry["plan"]["layers"] for entry in summary["plans"].values())
+    assert set(summary["fidelity"]["accuracy_ceiling"]) == {"ceiling", "low", "high", "splits"}
     assert results["versions"]["openvino"] and results["machine"]["cores"] >= 1
     # The cached plans behind the reference front carry their evaluation dates and versions (from their recipes).
     provenance = summary["reference_provenance"]
@@ -84,6 +88,29 @@ def test_spearman_interval_includes_the_measurement_noise():
     found = spearman_interval(np.array(measured), drop_of, len(accuracy), images, draws=200)
     assert found["spearman"] == pytest.approx(1.0)
     assert found["low"] < 0.5 and found["high"] == pytest.approx(1.0)
+
+
+def test_split_half_ceiling_is_high_for_plans_far_apart_and_low_for_plans_within_the_noise():
+    """Drops measured on a validation set cap any proxy's Spearman: near 1 when plans differ by far more than the noise,
+    near 0 when their true drops are equal. Errors every plan shares (hard images) do not lower it."""
+    from benchmarks.metrics import split_half_ceiling
+
+    rng = np.random.default_rng(1)
+    images = 4000
+    hard = rng.random(images) < 0.1  # images every plan tends to miss: a shared error, not noise between plans
+
+    def ceiling_of(accuracy: np.ndarray) -> float:
+        correct = (rng.random((len(accuracy), images)) < accuracy[:, None]) & ~(hard & (rng.random((len(accuracy), images)) < 0.8))
+
+        def drop_of(i, picked):
+            return 100 * (1.0 - correct[i, picked].mean())
+
+        found = split_half_ceiling(drop_of, len(accuracy), images, splits=40)
+        assert found["low"] <= found["ceiling"] <= found["high"] and found["splits"] == 40
+        return found["ceiling"]
+
+    assert ceiling_of(np.linspace(0.99, 0.80, 12)) > 0.95
+    assert ceiling_of(np.full(12, 0.95)) < 0.6
 
 
 def test_auto_sampler_is_tpe_cold_and_nsga2_warm():
@@ -150,3 +177,27 @@ def test_recovery_precision_compares_the_same_plans_both_ways_and_writes_its_sec
     assert all(f"| {target} | " in page for target in targets)
     rows = [line for line in page.splitlines() if line.startswith("| `")]
     assert len(rows) == 2 and all(line.count("|") == 2 * len(targets) + 4 for line in rows)
+
+
+def test_latency_fidelity_ranks_table_variants_against_plans_timed_in_rounds(tiny_workload, tmp_path):
+    from benchmarks.latency_fidelity import main
+
+    out = tmp_path / "latency-fidelity.md"
+    main(["--study", "fashion-cnn-tiny", "--plans", "12", "--rounds", "2", "--round-seconds", "0.02",
+          "--variants", "former,default-rounds", "--targets", "cpu-onnxruntime", "--out", str(out)])
+    results = json.loads(out.with_suffix(".json").read_text())
+    found = results["targets"]["cpu-onnxruntime"]
+    assert results["plans"] == 12 and set(found["times_ms"]) == set(results["plan_recipes"])
+    assert all(len(times) == 2 and min(times) > 0 for times in found["times_ms"].values())
+    assert [row["key"] for row in found["variants"]] == ["former", "default-rounds"]
+    assert all(-1 <= row["spearman"] <= 1 for row in found["variants"])
+    page = out.read_text()
+    assert "## cpu-onnxruntime" in page and "probes timed in 3 interleaved rounds" in page and "| latency fitted" in page
+
+
+def test_an_unknown_method_is_refused_before_any_work(capsys):
+    from benchmarks.run import main
+
+    with pytest.raises(SystemExit) as exited:
+        main(["--quick", "--methods", "autotune,grid"])
+    assert exited.value.code == 2 and "--methods: unknown ['grid']" in capsys.readouterr().err

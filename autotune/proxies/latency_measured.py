@@ -14,6 +14,8 @@ SETTINGS = {
     "pruning_precisions": (PRUNING_PRECISIONS, "base"),
     "composition": (COMPOSITIONS, "product"),
 }
+# Interleaved timing rounds per probe (the median is kept): one timing on a shared machine drifts by about 10%.
+COUNTS = {"probe_rounds": (1, 9, 1)}  # (least, most, default)
 
 
 class MeasuredLatency(Proxy):
@@ -29,6 +31,11 @@ class MeasuredLatency(Proxy):
             for choice in value.values() if isinstance(value, dict) else (value,):
                 if choice not in allowed:
                     raise fields.error(key, f"{choice!r}: expected one of {list(allowed)}")
+        for key, (least, most, default) in COUNTS.items():
+            value = fields.get(key, (int, dict), default, f"an integer {least}..{most} or a table of target name or backend -> one")
+            for count in value.values() if isinstance(value, dict) else (value,):
+                if isinstance(count, bool) or not isinstance(count, int) or not least <= count <= most:
+                    raise fields.error(key, f"{count!r}: expected an integer from {least} to {most}")
         fields.reject_unknown()
 
     def __init__(self, settings=None) -> None:
@@ -36,9 +43,10 @@ class MeasuredLatency(Proxy):
         self.target = self.settings["target"]
         self._table: LatencyTable | None = None
 
-    def setting(self, key: str) -> str:
+    def setting(self, key: str):
         """This target's value of `key`: from a table, by the target's name, else by its backend, else the default."""
-        value, default = self.settings.get(key, SETTINGS[key][1]), SETTINGS[key][1]
+        default = SETTINGS[key][1] if key in SETTINGS else COUNTS[key][2]
+        value = self.settings.get(key, default)
         if isinstance(value, dict):
             return value.get(self.target.name, value.get(self.target.backend, default))
         return value
@@ -55,6 +63,7 @@ class MeasuredLatency(Proxy):
                 context.prune_ratios,
                 self.setting("composition"),
                 self.setting("pruning_precisions"),
+                self.setting("probe_rounds"),
             )
         return self._table
 

@@ -1,0 +1,238 @@
+"""Latency proxy fidelity on plans from the whole search space, without any full evaluation.
+
+Latency does not depend on the weights, so a plan's latency is measured on its pruned, unrecovered model: every plan
+is built for each target and timed at the throughput batch in interleaved rounds (every plan once per round, in a
+new random order), and the median is the truth each latency table variant is ranked against. Half the plans are drawn
+uniformly from the search space (float layers included, as the search explores them), half keep every layer at INT8
+with random pruning (the fast end, where promoted plans lie). The benchmark run's fidelity (docs/benchmarks.md) ranks
+only the plans its methods promoted; this one ranks what the search sees.
+
+Run: `python -m benchmarks.latency_fidelity` (writes docs/latency-fidelity.md and its JSON; about 20 min on 2 cores
+for fashion-cnn's 160 plans on both CPU targets).
+"""
+
+from __future__ import annotations
+
+import argparse
+import dataclasses
+import json
+import random
+import tempfile
+import time
+import types
+from pathlib import Path
+
+import numpy as np
+
+from autotune.context import StudyContext, prepare
+from autotune.plan import LayerChoice, Plan
+from autotune.progress import progress_bar
+from autotune.spec import MeasureSettings, load_hardware, load_study_spec
+from autotune.targets import make_target
+from autotune.targets.base import BuildContext
+from autotune.targets.measure import summarise
+from autotune.workloads.io import repeat_first, take
+from benchmarks import methods
+from benchmarks.fidelity import DEFAULT, FORMER, fitted_latency, plan_interval, scorer_for
+from benchmarks.metrics import spearman
+from benchmarks.pages import quiet_libraries, write_page
+
+ROOT = Path(__file__).resolve().parents[1]
+PER_PRECISION = {"bases": "per_precision"}
+ROUNDS = {"probe_rounds": 3}
+EVERY = FORMER | {"pruning_probes": "every_width", "pruning_precisions": "every"}
+VARIANTS = {  # key: (label, `[latency_measured]` settings)
+    "former": ("former table (one INT8 base, half-width probes, base precision)", FORMER),
+    "former-per-precision": ("former table, a base per precision", FORMER | PER_PRECISION),
+    "default": ("default settings with one timing per probe (the default before 2026-12-02 14:30 UTC)", DEFAULT),
+    "default-sum": ("default, time deltas summed", DEFAULT | {"composition": "sum"}),
+    "default-per-precision": ("default, a base per precision", DEFAULT | PER_PRECISION),
+    "default-rounds": ("**default**: every width on OpenVINO, every precision on ONNX Runtime, probes timed in 3 interleaved rounds", DEFAULT | ROUNDS),
+    "default-per-precision-rounds": (
+        "default, a base per precision, probes timed in 3 interleaved rounds",
+        DEFAULT | PER_PRECISION | ROUNDS,
+    ),
+    "every": ("every width and every precision everywhere", EVERY),
+    "every-per-precision": ("every width and every precision, a base per precision", EVERY | PER_PRECISION),
+}
+
+
+def sample_plans(context: StudyContext, count: int, seed: int) -> dict[str, Plan]:
+    """`count` distinct plans: half uniform over the space, half all-INT8 (where a layer allows 8) with random pruning."""
+    plans = {p.digest(): p for p in methods.random_plans(context, count // 2, seed)}
+    rng = np.random.default_rng(seed + 1)
+    choices = context.space.choices()
+    allowed = {layer.name: layer.bits for layer in context.space.layers}
+    for _ in range(count * 50):
+        if len(plans) >= count:
+            break
+        drawn = context.space.plan_from_params({name: values[rng.integers(len(values))] for name, values in choices.items()})
+        plan = Plan({n: LayerChoice(8 if 8 in allowed[n] else c.bits, c.prune) for n, c in drawn.layers.items()})
+        plans.setdefault(plan.digest(), plan)
+    return plans
+
+
+def measure_plans(context: StudyContext, hardware, plans: dict[str, Plan], rounds: int, seconds: float) -> dict[str, list[float]]:
+    """Every plan built once for `hardware` and timed at its throughput batch in `rounds` interleaved rounds (ms)."""
+    target = make_target(hardware)
+    build = context.build_context()
+    samples = BuildContext(build.layers, build.io, take(build.calibration, slice(0, 32)))
+    inputs = repeat_first(samples.calibration, hardware.throughput_batch)
+    protocol = MeasureSettings(warmup=5, min_repeats=20, min_seconds=seconds, max_repeats=5000)
+    pruner, multiple = context.recovery.pruner, context.recovery.config.channel_multiple
+    times: dict[str, list[float]] = {key: [] for key in plans}
+    with tempfile.TemporaryDirectory() as scratch, progress_bar() as progress:
+        task = progress.add_task(f"{hardware.name}: build, then {rounds} rounds", total=len(plans) * (1 + rounds))
+        runners = {}
+        for key, plan in plans.items():
+            artifact = target.build(pruner.prune(plan, multiple), plan, samples, Path(scratch) / key)
+            runners[key] = target.runner(artifact, inputs)
+            progress.update(task, advance=1)
+        for index in range(rounds):
+            order = list(plans)
+            random.Random(index).shuffle(order)
+            for key in order:
+                times[key].append(summarise(target.time_with(runners[key], protocol))["p50"])
+                progress.update(task, advance=1)
+    return times
+
+
+def table_context(context: StudyContext) -> types.SimpleNamespace:
+    """What a latency table reads from a proxy context, without scoring a plan."""
+    return types.SimpleNamespace(
+        pruner=context.recovery.pruner,
+        build=context.build_context(),
+        channel_multiple=context.recovery.config.channel_multiple,
+        prune_ratios={group.root: group.ratios for group in context.space.groups},
+    )
+
+
+def rank_variants(
+    context: StudyContext, target: str, plans: dict[str, Plan], times: dict[str, list[float]], variants: list[str]
+) -> list[dict]:
+    keys = list(plans)
+    truth = np.array([np.median(times[k]) for k in keys])
+    quantized = np.array([all(c.bits <= 8 for c in plans[k].layers.values()) for k in keys])
+    found = []
+    for key in variants:
+        name, settings = VARIANTS[key]
+        started = time.perf_counter()
+        table = scorer_for(context, "none", settings).proxies[f"latency_measured@{target}"].table(table_context(context))
+        seconds = time.perf_counter() - started
+        estimate = np.array([table.estimate_ms(plans[k]) for k in keys])
+        found.append({
+            "variant": name,
+            "key": key,
+            "spearman": spearman(estimate, truth),
+            "interval": plan_interval(estimate, truth),
+            "spearman_int8": spearman(estimate[quantized], truth[quantized]),
+            "interval_int8": plan_interval(estimate[quantized], truth[quantized]),
+            "median_abs_log_error": float(np.median(np.abs(np.log(estimate / truth)))),
+            "table_seconds": seconds,
+        })
+        print(f"{target}: {name}: {found[-1]['spearman']:+.3f}", flush=True)
+    return found
+
+
+def round_agreement(times: dict[str, list[float]]) -> float | None:
+    """Median Spearman between two timing rounds: how well the timing ranks the plans against itself."""
+    rounds = np.array(list(times.values()))
+    pairs = [(i, j) for i in range(rounds.shape[1]) for j in range(i + 1, rounds.shape[1])]
+    values = [spearman(rounds[:, i], rounds[:, j]) for i, j in pairs]
+    return float(np.median(values)) if values else None
+
+
+def render(results: dict) -> str:
+    lines = [
+        "# Latency proxy fidelity across the search space",
+        "",
+        f"Generated by `{results['command']}` on {results['date']} in {results['seconds']} s; {results['machine']}. "
+        f"{results['plans']} plans of study `{results['study']}` (seed {results['seed']}): half drawn uniformly from the "
+        "search space, half all-INT8 with random pruning. Each built once per target, unrecovered (latency does not "
+        f"depend on the weights), and timed at the throughput batch in {results['rounds']} interleaved rounds of at "
+        f"least {results['round_seconds']} s each; the truth is the median. Spearman of each latency table variant "
+        "against it, [5th-95th percentile] of 2,000 bootstrap resamples of the plans; the INT8 column ranks only the "
+        "plans with every layer at 8 bits or fewer. Tables are measured as a study measures them (one timing per probe "
+        "unless the variant times them in rounds; cached on disk, so a table measured earlier on this machine is read "
+        "back). \"table built in s\" is this run's time for it (near 0 when read from the cache). The fitted latency is the ridge regression of docs/proxy-fidelity.md "
+        "(10-fold on these plans, and learnt from N of them).",
+        "",
+    ]
+    for target, found in results["targets"].items():
+        lines += [
+            f"## {target}",
+            "",
+            f"Timing against itself: two rounds rank the plans at Spearman {found['round_agreement']:+.3f} (median over "
+            "pairs of rounds); the median of the rounds is steadier than one.",
+            "",
+            "| latency table | Spearman | INT8 plans only | median abs log error | table built in s |",
+            "|---|---:|---:|---:|---:|",
+        ]
+        for row in found["variants"]:
+            label = VARIANTS[row["key"]][0] if row.get("key") in VARIANTS else row["variant"]
+            lines.append(
+                f"| {label} | {row['spearman']:+.3f} [{row['interval'][0]:+.2f}, {row['interval'][1]:+.2f}] "
+                f"| {row['spearman_int8']:+.3f} [{row['interval_int8'][0]:+.2f}, {row['interval_int8'][1]:+.2f}] "
+                f"| {row['median_abs_log_error']:.2f} | {row['table_seconds']:.0f} |"
+            )
+        for how, (value, (low, high)) in found["fitted"].items():
+            lines.append(f"| latency fitted on measured plans ({how}) | {value:+.3f} [{low:+.2f}, {high:+.2f}] | - | - | - |")
+        lines.append("")
+    return "\n".join(lines)
+
+
+def main(argv: list[str] | None = None) -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--study", default="fashion-cnn")
+    parser.add_argument("--plans", type=int, default=160)
+    parser.add_argument("--rounds", type=int, default=3)
+    parser.add_argument("--round-seconds", type=float, default=0.4)
+    parser.add_argument("--seed", type=int, default=7)
+    parser.add_argument("--variants", default=",".join(VARIANTS), help=f"comma-separated, of {', '.join(VARIANTS)}")
+    parser.add_argument("--targets", default=None, help="comma-separated hardware files to time on (default: the study's)")
+    parser.add_argument("--out", default=str(ROOT / "docs" / "latency-fidelity.md"))
+    args = parser.parse_args(argv)
+    variants = args.variants.split(",")
+    if unknown := [v for v in variants if v not in VARIANTS]:
+        parser.error(f"--variants: unknown {unknown}; expected some of {list(VARIANTS)}")
+    quiet_libraries()
+    started = time.time()
+    spec = load_study_spec(args.study)
+    context = prepare(spec)
+    plans = sample_plans(context, args.plans, args.seed)
+    from benchmarks.run import machine
+
+    about = machine()
+    results = {
+        "command": " ".join(["python -m benchmarks.latency_fidelity", *(argv if argv is not None else [])]),
+        "study": args.study,
+        "plans": len(plans),
+        "seed": args.seed,
+        "rounds": args.rounds,
+        "round_seconds": args.round_seconds,
+        "machine": f"{about['cpu']}, {about['cores']} cores, {about['platform']}",
+        "targets": {},
+        "plan_recipes": {k: p.to_dict() for k, p in plans.items()},
+    }
+    if args.targets:
+        spec = dataclasses.replace(spec, targets=tuple(load_hardware(name) for name in args.targets.split(",")))
+        context = dataclasses.replace(context, spec=spec)
+    for hardware in spec.targets:
+        times = measure_plans(context, hardware, plans, args.rounds, args.round_seconds)
+        truth = np.array([np.median(times[k]) for k in plans])
+        results["targets"][hardware.name] = {
+            "times_ms": times,
+            "round_agreement": round_agreement(times),
+            "variants": rank_variants(context, hardware.name, plans, times, variants),
+            "fitted": fitted_latency(list(plans.values()), truth),
+        }
+    results["date"] = time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime())
+    results["seconds"] = round(time.time() - started)
+    out = Path(args.out)
+    out.with_suffix(".json").write_text(json.dumps(results, indent=1))
+    write_page(out, render(results))
+    print(f"wrote {out}")
+
+
+if __name__ == "__main__":
+    main()
