@@ -87,44 +87,55 @@ def _plans_latency_ms(
     build: BuildContext,
 ) -> dict[str, float | str]:
     """Each plan's median latency of a throughput batch over `rounds` interleaved rounds (cached on disk as a set), or
-    the reason the target refused to build it. On a shared machine one timing drifts by about 10% (in log) with the
-    machine's load over seconds; plans timed in turn, round after round, each see that drift at different moments."""
+    the reason the target refused to build it."""
+    plans = {plan_json: Plan.from_json(plan_json) for plan_json in plan_jsons}
+    timings = time_in_rounds(spec, plans, pruner, build, channel_multiple, rounds)
+    return {key: value if isinstance(value, str) else float(np.median(value)) for key, value in timings.items()}
+
+
+def time_in_rounds(
+    spec: HardwareSpec,
+    plans: dict[str, Plan],
+    pruner: GroupPruner,
+    build: BuildContext,
+    channel_multiple: int,
+    rounds: int,
+    measure: MeasureSettings = PROBE_MEASURE,
+    chunk: int = ROUND_CHUNK,
+) -> dict[str, list[float] | str]:
+    """Each plan pruned, built for `spec` and timed at its throughput batch in `rounds` interleaved rounds (every plan
+    of a chunk once per round, each round in a new order): its p50 per round in ms, or the reason the target refused
+    to build it. On a shared machine one timing drifts by about 10% (in log) with the load over seconds; plans timed in
+    turn, round after round, each see that drift at different moments."""
     from autotune.targets import make_target
 
     target = make_target(spec)
-    found: dict[str, float | str] = {}
-    with progress_bar() as progress:
-        task = progress.add_task(f"latency table on {spec.name}, {rounds} rounds", total=len(plan_jsons) * (1 + rounds))
-        for start in range(0, len(plan_jsons), ROUND_CHUNK):
-            chunk = plan_jsons[start : start + ROUND_CHUNK]
-            found |= _chunk_latency_ms(target, chunk, channel_multiple, rounds, spec, pruner, build, progress, task)
-    return found
-
-
-def _chunk_latency_ms(target, chunk, channel_multiple, rounds, spec, pruner, build, progress, task) -> dict[str, float | str]:
-    """The plans of one chunk built, then timed in `rounds` rounds, each round in a new order."""
-    found: dict[str, float | str] = {}
+    keys = list(plans)
+    found: dict[str, list[float] | str] = {}
     builds = workspace() / "builds"
     builds.mkdir(parents=True, exist_ok=True)
-    with tempfile.TemporaryDirectory(dir=builds) as folder:
-        runners = {}
-        for index, plan_json in enumerate(chunk):
-            plan = Plan.from_json(plan_json)
-            try:
-                artifact = target.build(pruner.prune(plan, channel_multiple), plan, build, Path(folder) / str(index))
-                runners[plan_json] = target.runner(artifact, repeat_first(build.calibration, spec.throughput_batch))
-            except TargetError as exc:
-                found[plan_json] = str(exc)
-                progress.update(task, advance=rounds)
-            progress.update(task, advance=1)
-        timings: dict[str, list[float]] = {plan_json: [] for plan_json in runners}
-        for round_index in range(rounds):
-            order = list(runners)
-            np.random.default_rng(round_index).shuffle(order)
-            for plan_json in order:
-                timings[plan_json].append(summarise(target.time_with(runners[plan_json], PROBE_MEASURE))["p50"])
-                progress.update(task, advance=1)
-    return found | {plan_json: float(np.median(values)) for plan_json, values in timings.items()}
+    with progress_bar() as progress:
+        task = progress.add_task(f"timing on {spec.name}: build, then {rounds} rounds", total=len(keys) * (1 + rounds))
+        for start in range(0, len(keys), chunk):
+            with tempfile.TemporaryDirectory(dir=builds) as folder:
+                runners = {}
+                for index, key in enumerate(keys[start : start + chunk]):
+                    plan = plans[key]
+                    try:
+                        artifact = target.build(pruner.prune(plan, channel_multiple), plan, build, Path(folder) / str(index))
+                        runners[key] = target.runner(artifact, repeat_first(build.calibration, spec.throughput_batch))
+                        found[key] = []
+                    except TargetError as exc:
+                        found[key] = str(exc)
+                        progress.update(task, advance=rounds)
+                    progress.update(task, advance=1)
+                for round_index in range(rounds):
+                    order = list(runners)
+                    np.random.default_rng(round_index).shuffle(order)
+                    for key in order:
+                        found[key].append(summarise(target.time_with(runners[key], measure))["p50"])
+                        progress.update(task, advance=1)
+    return found
 
 
 BASES = ("int8", "per_precision")

@@ -16,8 +16,6 @@ from __future__ import annotations
 import argparse
 import dataclasses
 import json
-import random
-import tempfile
 import time
 import types
 from pathlib import Path
@@ -25,13 +23,12 @@ from pathlib import Path
 import numpy as np
 
 from autotune.context import StudyContext, prepare
+from autotune.errors import TargetError
+from autotune.latency_table import time_in_rounds
 from autotune.plan import LayerChoice, Plan
-from autotune.progress import progress_bar
 from autotune.spec import MeasureSettings, load_hardware, load_study_spec
-from autotune.targets import make_target
 from autotune.targets.base import BuildContext
-from autotune.targets.measure import summarise
-from autotune.workloads.io import repeat_first, take
+from autotune.workloads.io import take
 from benchmarks import methods
 from benchmarks.fidelity import DEFAULT, FORMER, fitted_latency, plan_interval, scorer_for
 from benchmarks.metrics import spearman
@@ -73,27 +70,16 @@ def sample_plans(context: StudyContext, count: int, seed: int) -> dict[str, Plan
 
 
 def measure_plans(context: StudyContext, hardware, plans: dict[str, Plan], rounds: int, seconds: float) -> dict[str, list[float]]:
-    """Every plan built once for `hardware` and timed at its throughput batch in `rounds` interleaved rounds (ms)."""
-    target = make_target(hardware)
+    """Every plan built once for `hardware` and timed at its throughput batch in `rounds` rounds interleaved over all
+    the plans (one chunk: the truth's rounds span the whole run), in ms."""
     build = context.build_context()
     samples = BuildContext(build.layers, build.io, take(build.calibration, slice(0, 32)))
-    inputs = repeat_first(samples.calibration, hardware.throughput_batch)
     protocol = MeasureSettings(warmup=5, min_repeats=20, min_seconds=seconds, max_repeats=5000)
     pruner, multiple = context.recovery.pruner, context.recovery.config.channel_multiple
-    times: dict[str, list[float]] = {key: [] for key in plans}
-    with tempfile.TemporaryDirectory() as scratch, progress_bar() as progress:
-        task = progress.add_task(f"{hardware.name}: build, then {rounds} rounds", total=len(plans) * (1 + rounds))
-        runners = {}
-        for key, plan in plans.items():
-            artifact = target.build(pruner.prune(plan, multiple), plan, samples, Path(scratch) / key)
-            runners[key] = target.runner(artifact, inputs)
-            progress.update(task, advance=1)
-        for index in range(rounds):
-            order = list(plans)
-            random.Random(index).shuffle(order)
-            for key in order:
-                times[key].append(summarise(target.time_with(runners[key], protocol))["p50"])
-                progress.update(task, advance=1)
+    times = time_in_rounds(hardware, plans, pruner, samples, multiple, rounds, protocol, chunk=len(plans))
+    if refused := {key: reason for key, reason in times.items() if isinstance(reason, str)}:
+        key, reason = next(iter(refused.items()))
+        raise TargetError(f"{hardware.name} refused {len(refused)} plans of the search space, e.g. {key}: {reason}")
     return times
 
 

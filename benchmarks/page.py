@@ -96,9 +96,15 @@ def method_table(summary: dict, max_drop: float) -> list[str]:
     return lines
 
 
+def accuracy_ceiling(fidelity: dict) -> dict | None:
+    """The split-half ceiling of the accuracy Spearman, where the run computed one."""
+    ceiling = fidelity.get("accuracy_ceiling")
+    return ceiling if ceiling and ceiling.get("ceiling") is not None else None
+
+
 def ceiling_sentence(ceiling: dict | None) -> str:
     """How high any accuracy proxy could rank these plans against drops measured on this validation set."""
-    if not ceiling or ceiling.get("ceiling") is None:
+    if ceiling is None:
         return ""
     return (
         f" Measured on this validation set, these drops cap any accuracy proxy's Spearman near {ceiling['ceiling']:.2f} "
@@ -139,7 +145,7 @@ def targets_verdict(summary: dict, max_drop: float) -> list[str]:
                 f"{_spread([f['hv_final'] for f in autotune])})"
             )
     fidelity = summary["fidelity"]
-    ceiling = fidelity.get("accuracy_ceiling") if (fidelity.get("accuracy_ceiling") or {}).get("ceiling") is not None else None
+    ceiling = accuracy_ceiling(fidelity)
     for kind in ("accuracy", "latency"):
         found = fidelity.get(kind)
         if found:
@@ -282,7 +288,7 @@ def study_sections(results: dict, image_stem: str, level: str = "##", default_st
                 f"Proxy fidelity over {fidelity['accuracy']['plans']} measured plans (true drops from "
                 f"{fidelity['drop_range_pts'][0]:+.2f} to {fidelity['drop_range_pts'][1]:+.2f} points; one drop's 90% "
                 f"bootstrap interval over the validation set is {fidelity['drop_interval_width_pts']:.2f} points wide)."
-                + ceiling_sentence(fidelity.get("accuracy_ceiling"))
+                + ceiling_sentence(accuracy_ceiling(fidelity))
             )
             lines.append("")
             variants = fidelity.get("accuracy_by_activations", {})
