@@ -360,11 +360,12 @@ class Evaluator:
         drops = [trials[c.key].values[0] for c in evaluated]
         fidelity["stage1_vs_measured"] = _spearman([c.stage1.get(objective) for c in evaluated], drops)
         fidelity["stage2_vs_measured"] = _spearman([c.stage2.get(objective) for c in evaluated], drops)
+        # One estimate for every plan: candidates scored by different proxy recipes (a benchmark's) share the study.
         latency_proxy = next(
             (
                 name
                 for name in (f"latency_measured@{target}", "latency_macs")
-                if evaluated and name in evaluated[0].stage2
+                if evaluated and all(name in c.stage2 for c in evaluated)
             ),
             None,
         )

@@ -57,9 +57,17 @@ VARIANTS = {
 
 
 def plan_interval(proxy: np.ndarray, measured: np.ndarray, draws: int = 2000, seed: int = 0) -> list[float]:
-    rng = np.random.default_rng(seed)
-    values = [spearman(proxy[w], measured[w]) for w in (rng.integers(len(proxy), size=len(proxy)) for _ in range(draws))]
-    values = [v for v in values if v is not None]
+    """90% bootstrap interval of the Spearman over plans: every resample ranked at once (ties averaged), resamples
+    that rank nothing (one distinct value) left out."""
+    from scipy.stats import rankdata
+
+    proxy, measured = np.asarray(proxy, dtype=float), np.asarray(measured, dtype=float)
+    which = np.random.default_rng(seed).integers(len(proxy), size=(draws, len(proxy)))
+    a, b = rankdata(proxy[which], axis=1), rankdata(measured[which], axis=1)
+    a, b = a - a.mean(axis=1, keepdims=True), b - b.mean(axis=1, keepdims=True)
+    scale = np.sqrt((a * a).sum(axis=1) * (b * b).sum(axis=1))
+    ranked = scale > 0
+    values = (a * b).sum(axis=1)[ranked] / scale[ranked]
     return [float(v) for v in np.percentile(values, [5, 95])]
 
 

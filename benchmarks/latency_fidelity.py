@@ -24,11 +24,9 @@ import numpy as np
 
 from autotune.context import StudyContext, prepare
 from autotune.errors import TargetError
-from autotune.latency_table import time_in_rounds
+from autotune.latency_table import time_in_rounds, timing_context
 from autotune.plan import LayerChoice, Plan
 from autotune.spec import MeasureSettings, load_hardware, load_study_spec
-from autotune.targets.base import BuildContext
-from autotune.workloads.io import take
 from benchmarks import methods
 from benchmarks.fidelity import DEFAULT, FORMER, fitted_latency, plan_interval, scorer_for
 from benchmarks.metrics import spearman
@@ -73,7 +71,7 @@ def measure_plans(context: StudyContext, hardware, plans: dict[str, Plan], round
     """Every plan built once for `hardware` and timed at its throughput batch in `rounds` rounds interleaved over all
     the plans (one chunk: the truth's rounds span the whole run), in ms."""
     build = context.build_context()
-    samples = BuildContext(build.layers, build.io, take(build.calibration, slice(0, 32)))
+    samples = timing_context(build)
     protocol = MeasureSettings(warmup=5, min_repeats=20, min_seconds=seconds, max_repeats=5000)
     pruner, multiple = context.recovery.pruner, context.recovery.config.channel_multiple
     times = time_in_rounds(hardware, plans, pruner, samples, multiple, rounds, protocol, chunk=len(plans))

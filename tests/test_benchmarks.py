@@ -20,7 +20,7 @@ def test_quick_benchmark_runs_and_writes_its_files(tiny_workload, tmp_path):
     out = tmp_path / "docs" / "benchmarks.md"
     main(
         ["--quick", "--folder", str(tmp_path / "bench"), "--out", str(out), "--trials", "4", "--evaluations", "1",
-         "--reference-evaluations", "1", "--sweep", "0.5", "--rounds", "1", "--proxy-variants", "half-width-latency"]
+         "--reference-evaluations", "1", "--sweep", "0.5", "--rounds", "1", "--proxy-variants", "macs"]
     )
     page = out.read_text()
     assert "## cpu-openvino" in page and "Targets (issue 8)" in page and "| autotune" in page
@@ -29,8 +29,8 @@ def test_quick_benchmark_runs_and_writes_its_files(tiny_workload, tmp_path):
     summary = results["targets"]["cpu-openvino"]
     assert {"autotune", "random", "sweep", "reference", "nncf-accuracy-control", "fp32", "int8"} <= set(summary["methods"])
     # autotune with another proxy recipe is a method of its own, beside the default's, in the table and the verdicts.
-    assert "autotune:half-width-latency" in summary["methods"] and "autotune:half-width-latency" in summary["promoted_dominated_by_method"]
-    assert page.count("autotune with proxies `half-width-latency`") >= 2
+    assert "autotune:macs" in summary["methods"] and "autotune:macs" in summary["promoted_dominated_by_method"]
+    assert page.count("autotune with proxies `macs`") >= 2
     for row in summary["rows"].values():
         assert np.isfinite([row["drop_pts"], row["batch_latency_ms"], row["throughput_per_s"], row["size_mb"]]).all()
     assert summary["rows"][summary["roles"]["fp32"]]["drop_pts"] == 0.0
@@ -88,6 +88,22 @@ def test_spearman_interval_includes_the_measurement_noise():
     found = spearman_interval(np.array(measured), drop_of, len(accuracy), images, draws=200)
     assert found["spearman"] == pytest.approx(1.0)
     assert found["low"] < 0.5 and found["high"] == pytest.approx(1.0)
+
+
+def test_plan_interval_ranks_every_resample_as_one_spearman_at_a_time_would():
+    """The bootstrap over plans ranks all resamples at once; ties and resamples of one distinct value included."""
+    from benchmarks.fidelity import plan_interval
+    from benchmarks.metrics import spearman
+
+    rng = np.random.default_rng(3)
+    for plans in (4, 12, 40):
+        proxy = rng.normal(size=plans)
+        proxy[:2] = proxy[0]  # a tie
+        measured = proxy + rng.normal(size=plans)
+        draws = np.random.default_rng(0).integers(plans, size=(300, plans))  # plan_interval's resamples (seed 0)
+        one_at_a_time = [v for v in (spearman(proxy[w], measured[w]) for w in draws) if v is not None]
+        assert plan_interval(proxy, measured, draws=300) == pytest.approx(np.percentile(one_at_a_time, [5, 95]).tolist())
+    assert plan_interval(np.arange(10.0), np.arange(10.0) ** 2) == pytest.approx([1.0, 1.0])
 
 
 def test_split_half_ceiling_is_high_for_plans_far_apart_and_low_for_plans_within_the_noise():

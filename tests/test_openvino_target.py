@@ -47,6 +47,34 @@ def test_mixed_plan_is_realised_as_planned(tiny_context, target, tmp_path):
     assert all(path.is_file() for path in artifact.files) and artifact.size_bytes > 0
 
 
+def runtime_graph(target, artifact) -> list[tuple[str, str]]:
+    """The compiled model's nodes as the CPU plugin runs them: kernel type and precision, in order."""
+    compiled = target._compile(artifact.files[0])
+    return [
+        (info["layerType"].astype(str), info["runtimePrecision"].astype(str))
+        for info in (node.get_rt_info() for node in compiled.get_runtime_model().get_ordered_ops())
+    ]
+
+
+def test_a_build_only_timed_compiles_to_the_same_runtime_graph(tiny_context, target, tmp_path):
+    """Latency tables build with fewer calibration samples and no bias correction: the kernels must not change."""
+    from autotune.latency_table import timing_context
+
+    group = next(g for g in tiny_context.recovery.pruner.prunable if len(g.layers) > 1)
+    plan = Plan(
+        {name: LayerChoice(8) for name in tiny_context.layer_kinds}
+        | {name: LayerChoice(8, 0.5) for name in group.layers}
+        | {"fc1": LayerChoice(4), "head": LayerChoice(32)}
+    )
+    model = tiny_context.recovery.pruner.prune(plan, tiny_context.recovery.config.channel_multiple)
+    full = target.build(model, plan, tiny_context.build_context(), tmp_path / "full")
+    timed = target.build(model, plan, timing_context(tiny_context.build_context()), tmp_path / "timed")
+    assert timed.realised_precision == full.realised_precision and timed.channels == full.channels
+    assert runtime_graph(target, timed) == runtime_graph(target, full)
+    # The build did skip a step: bias correction moved some values of the full build.
+    assert full.files[1].read_bytes() != timed.files[1].read_bytes()
+
+
 def test_fp32_plan_reproduces_torch_outputs(tiny_context, target, tmp_path):
     plan = tiny_context.reference_plans()["fp32"]
     model = tiny_context.recovery.teacher

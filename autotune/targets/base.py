@@ -25,6 +25,9 @@ class BuildContext:
     layers: ModelLayers
     io: ModelIO
     calibration: Inputs
+    # The artifact is only timed (latency tables, latency benchmarks): a target may skip steps that change its values
+    # but not the compiled graph (OpenVINO: bias correction). Latency does not depend on the weights.
+    timing_only: bool = False
 
 
 @dataclass(frozen=True)
