@@ -57,7 +57,7 @@ def runtime_graph(target, artifact) -> list[tuple[str, str]]:
 
 
 def test_a_build_only_timed_compiles_to_the_same_runtime_graph(tiny_context, target, tmp_path):
-    """Latency tables build with fewer calibration samples and no bias correction: the kernels must not change."""
+    """Latency tables build without bias correction: the kernels must not change."""
     from autotune.latency_table import timing_context
 
     group = next(g for g in tiny_context.recovery.pruner.prunable if len(g.layers) > 1)

@@ -156,7 +156,7 @@ class OpenVINOTarget(Target):
                 subset_size=len(samples),
                 ignored_scope=others(static_int8),
                 model_type=nncf.ModelType.TRANSFORMER if "embedding" in kinds.values() else None,
-                # Bias correction only shifts biases (about 0.5 s of a 2.5 s build of fashion-cnn here).
+                # Bias correction only shifts biases: 0.46 s of a 3.45 s build of fashion-cnn-tiny on an AMD EPYC.
                 advanced_parameters=nncf.AdvancedQuantizationParameters(disable_bias_correction=context.timing_only),
             )
         tables = [layer for layer, kind in kinds.items() if kind == "embedding" and bits[layer] == 8]
