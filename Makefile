@@ -3,7 +3,7 @@ VENV ?= .venv
 SUDO := $(shell [ "$$(id -u)" -eq 0 ] || echo sudo)
 FASHION_MNIST := /usr/share/datasets/fashion-mnist/t10k-images-idx3-ubyte.gz
 
-.PHONY: setup demo test lint benchmark benchmark-minilm benchmark-quick benchmark-targets benchmark-proxy benchmark-warm-start benchmark-calibration benchmark-samplers benchmark-fidelity benchmark-latency-fidelity benchmark-cycle benchmark-recovery-precision dashboard
+.PHONY: setup demo test lint benchmark benchmark-minilm benchmark-quick benchmark-targets benchmark-proxy benchmark-warm-start benchmark-calibration benchmark-samplers benchmark-fidelity benchmark-latency-fidelity benchmark-cycle benchmark-recovery-precision benchmark-recovery-learning-rate benchmark-onnxruntime-reduce-range dashboard
 
 setup: $(VENV)/.installed $(FASHION_MNIST)
 
@@ -79,6 +79,14 @@ benchmark-cycle: setup
 benchmark-recovery-precision: setup
 	$(VENV)/bin/python -m benchmarks.recovery_precision --study fashion-cnn --plans 16
 	$(VENV)/bin/python -m benchmarks.recovery_precision --study minilm --plans 12
+
+# Writes docs/recovery-learning-rate.md: the same pruned plans recovered at two learning rates, built and scored.
+benchmark-recovery-learning-rate: setup
+	$(VENV)/bin/python -m benchmarks.recovery_recipe --study fashion-cnn --field learning_rate --values 0.001 0.003 --plans 16
+
+# Writes docs/onnxruntime-reduce-range.md: ONNX Runtime INT8 with 8-bit and 7-bit weights, the same models scored and timed.
+benchmark-onnxruntime-reduce-range: setup
+	$(VENV)/bin/python -m benchmarks.onnxruntime_reduce_range --study fashion-cnn --plans 12
 
 dashboard: setup
 	$(VENV)/bin/autotune dashboard

@@ -27,7 +27,7 @@ from autotune.plan import FULL_PRECISION_BITS, HALF_PRECISION_BITS, Plan
 from autotune.pruning import GroupPruner
 from autotune.workloads import LabelledData, Workload
 from autotune.workloads.base import data_fingerprint
-from autotune.workloads.io import call, iter_batches, take, to_device
+from autotune.workloads.io import call, iter_batches, map_tensors, take, to_device
 
 
 def fake_quantize_weights(model: nn.Module, plan: Plan, half: torch.dtype = torch.bfloat16) -> nn.Module:
@@ -193,6 +193,8 @@ def distill(
     """
     data, io = workload.recovery, workload.io
     answers = answers if answers is not None else TeacherAnswers(teacher, io, limit_bytes=0)
+    layout = training_layout(student)
+    student.to(memory_format=layout)
     torch.manual_seed(config.seed)
     order = torch.randperm(len(data), generator=torch.Generator().manual_seed(config.seed))
     optimizer = torch.optim.AdamW(student.parameters(), lr=config.learning_rate, weight_decay=0.0)
@@ -205,7 +207,7 @@ def distill(
         inputs = to_device(take(data.inputs, batch), config.device)
         reference = answers(step, inputs)  # the teacher's answers stay f32
         with config.autocast():
-            outputs = io.run(student, inputs)
+            outputs = io.run(student, in_layout(inputs, layout))
             loss = divergence(io.output_kind, reference, outputs, config.temperature)
             if use_labels:
                 labels = data.labels[batch]
@@ -215,7 +217,25 @@ def distill(
         loss.backward()
         optimizer.step()
         schedule.step()
+    student.to(memory_format=torch.contiguous_format)
     student.eval()
+
+
+def training_layout(model: nn.Module) -> torch.memory_format:
+    """channels_last where the model has 2-D convolutions: oneDNN's convolutions train faster on it (training steps per
+    second at batch 128 on 2 AMD EPYC cores, channels_last over the default, median of 5 interleaved pairs: fashion-cnn
+    1.20x, at half its width 1.03x, the test zoo's sequential 1.39x, depthwise 1.17x, shared-branch 1.21x). The layout
+    changes no result beyond float rounding."""
+    if any(isinstance(m, nn.Conv2d) for m in model.modules()):
+        return torch.channels_last
+    return torch.contiguous_format
+
+
+def in_layout(inputs, layout: torch.memory_format):
+    """The inputs with their 4-D (image) tensors in `layout`; other tensors as they are."""
+    if layout == torch.contiguous_format:
+        return inputs
+    return map_tensors(inputs, lambda value: value.contiguous(memory_format=layout) if value.dim() == 4 else value)
 
 
 class Recovery:

@@ -334,7 +334,7 @@ class Evaluator:
                 "backend": target.backend,
                 "file": str(target.spec.path),
                 "threads": target.spec.threads,
-                "options": target.spec.options,
+                "options": target.resolved_options(),
             },
             "recovery": {"steps": spec.recovery.full_steps, **json.loads(self.context.recovery.config.to_json())},
             "realised_precision": artifact.realised_precision,

@@ -217,3 +217,23 @@ def test_an_unknown_method_is_refused_before_any_work(capsys):
     with pytest.raises(SystemExit) as exited:
         main(["--quick", "--methods", "autotune,grid"])
     assert exited.value.code == 2 and "--methods: unknown ['grid']" in capsys.readouterr().err
+
+
+def test_onnxruntime_reduce_range_builds_the_same_models_both_ways_and_writes_its_section(tiny_workload, tmp_path):
+    """FP32 and each quantized plan built with 8-bit and with 7-bit INT8 weights, scored, timed in rounds; the page
+    says what `auto` resolved to on this machine. The session's workspace is left as it was."""
+    import os
+
+    from autotune.targets.onnxruntime import x86_without_vnni
+    from benchmarks.onnxruntime_reduce_range import main
+
+    home = os.environ["AUTOTUNE_HOME"]
+    before = sorted((Path(home) / "cache").rglob("*"))
+    out = tmp_path / "onnxruntime-reduce-range.md"
+    main(["--study", "fashion-cnn-tiny", "--plans", "2", "--rounds", "1", "--out", str(out)])
+    assert sorted((Path(home) / "cache").rglob("*")) == before
+    page = out.read_text()
+    assert "## fashion-cnn-tiny" in page and x86_without_vnni()[1] in page
+    assert "| cpu-onnxruntime | " in page
+    rows = [line for line in page.splitlines() if line.startswith("| `")]
+    assert len(rows) == 2 and all(line.rstrip().endswith("x |") for line in rows)

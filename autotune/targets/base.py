@@ -80,6 +80,11 @@ class Target:
         """Validate the hardware file's [options] table; the default accepts none."""
         fields.reject_unknown()
 
+    def resolved_options(self) -> dict:
+        """The hardware file's [options] with every "auto" replaced by what this machine resolved it to (recipes
+        record these: the same file builds differently on another CPU)."""
+        return dict(self.spec.options)
+
     @classmethod
     def native_half(cls, options: dict) -> tuple[str | None, str]:
         """The 16-bit float format this machine runs natively for `half = "auto"` ("bf16", "f16"), or None and why."""
