@@ -22,12 +22,13 @@ from torch import nn
 
 from autotune.divergence import divergence
 from autotune.layers import ModelLayers, index_model
+from autotune.layout import channels_last_holds, in_layout
 from autotune.paths import cache_dir
 from autotune.plan import FULL_PRECISION_BITS, HALF_PRECISION_BITS, Plan
 from autotune.pruning import GroupPruner
 from autotune.workloads import LabelledData, Workload
 from autotune.workloads.base import data_fingerprint
-from autotune.workloads.io import call, iter_batches, map_tensors, take, to_device
+from autotune.workloads.io import call, iter_batches, take, to_device
 
 
 def fake_quantize_weights(model: nn.Module, plan: Plan, half: torch.dtype = torch.bfloat16) -> nn.Module:
@@ -184,17 +185,26 @@ def distill(
     steps: int,
     config: RecoveryConfig,
     answers: TeacherAnswers | None = None,
+    layout: torch.memory_format = torch.contiguous_format,
 ) -> None:
     """Fine-tune the student on the teacher's outputs (+ the workload's task loss when labels exist).
 
     The loss follows the output kind (KL on logits with a temperature, cosine on embeddings, normalised
     MSE otherwise). The seed fixes initial state and batch order, so a plan always recovers the same way.
-    `answers`: the teacher's outputs per step, shared across plans (computed here when absent).
+    `answers`: the teacher's outputs per step, shared across plans (computed here when absent). `layout`: the
+    student's memory layout while it trains (`Recovery.training_layout`); it is returned in the default layout.
     """
     data, io = workload.recovery, workload.io
     answers = answers if answers is not None else TeacherAnswers(teacher, io, limit_bytes=0)
-    layout = training_layout(student)
     student.to(memory_format=layout)
+    try:
+        _train(student, data, io, workload, steps, config, answers, layout)
+    finally:
+        student.to(memory_format=torch.contiguous_format)
+        student.eval()
+
+
+def _train(student, data, io, workload, steps: int, config: RecoveryConfig, answers: TeacherAnswers, layout) -> None:
     torch.manual_seed(config.seed)
     order = torch.randperm(len(data), generator=torch.Generator().manual_seed(config.seed))
     optimizer = torch.optim.AdamW(student.parameters(), lr=config.learning_rate, weight_decay=0.0)
@@ -217,25 +227,6 @@ def distill(
         loss.backward()
         optimizer.step()
         schedule.step()
-    student.to(memory_format=torch.contiguous_format)
-    student.eval()
-
-
-def training_layout(model: nn.Module) -> torch.memory_format:
-    """channels_last where the model has 2-D convolutions: oneDNN's convolutions train faster on it (training steps per
-    second at batch 128 on 2 AMD EPYC cores, channels_last over the default, median of 5 interleaved pairs: fashion-cnn
-    1.20x, at half its width 1.03x, the test zoo's sequential 1.39x, depthwise 1.17x, shared-branch 1.21x). The layout
-    changes no result beyond float rounding."""
-    if any(isinstance(m, nn.Conv2d) for m in model.modules()):
-        return torch.channels_last
-    return torch.contiguous_format
-
-
-def in_layout(inputs, layout: torch.memory_format):
-    """The inputs with their 4-D (image) tensors in `layout`; other tensors as they are."""
-    if layout == torch.contiguous_format:
-        return inputs
-    return map_tensors(inputs, lambda value: value.contiguous(memory_format=layout) if value.dim() == 4 else value)
 
 
 class Recovery:
@@ -256,10 +247,21 @@ class Recovery:
         self._recent: OrderedDict[str, dict] = OrderedDict()  # recovered states of this run, newest last
         self.last_seconds: dict[str, float] = {}  # phases of the last recovery computed (not cached)
         self._answers: TeacherAnswers | None = None  # the teacher's outputs per distillation step, on config.device
+        self.training_layout = self._training_layout()  # the student's memory layout while it distils
 
     @property
     def teacher(self) -> nn.Module:
         return self._teacher
+
+    def _training_layout(self) -> torch.memory_format:
+        """channels_last where the model runs the same that way (checked once on the example; not a model that calls
+        `.view` on a conv output): oneDNN's convolutions train faster on it (steps per second at batch 128 on 2 AMD EPYC
+        cores, channels_last over the default, median of 5 interleaved pairs: fashion-cnn 1.20x, at half its width
+        1.03x, the test zoo's sequential 1.39x, depthwise 1.17x, shared-branch 1.21x). No result changes beyond float
+        rounding."""
+        example = take(self.workload.example_input, slice(0, 2))
+        holds = channels_last_holds(self._teacher, self.workload.io, example)
+        return torch.channels_last if holds else torch.contiguous_format
 
     @property
     def layers(self) -> ModelLayers:
@@ -302,7 +304,7 @@ class Recovery:
             if self._answers is None:
                 teacher = copy.deepcopy(self._teacher).to(config.device) if config.device != "cpu" else self._teacher
                 self._answers = TeacherAnswers(teacher, self.workload.io)
-            distill(model, self._answers.teacher, self.workload, steps, config, self._answers)
+            distill(model, self._answers.teacher, self.workload, steps, config, self._answers, self.training_layout)
             recalibrate_batchnorm(model, self.workload.recovery, config)
             self.last_seconds["distill"] = time.perf_counter() - started
             self.last_seconds["distill_steps_per_s"] = steps / self.last_seconds["distill"]

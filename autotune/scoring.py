@@ -10,9 +10,9 @@ import torch
 from autotune.compress import activation_ranges, batchnorm_from_batches, fake_quantize_weights, quantize_activations
 from autotune.context import StudyContext
 from autotune.errors import SpecError
+from autotune.layout import channels_last_holds
 from autotune.plan import Plan
 from autotune.proxies import Proxy, ProxyContext, registered_proxies
-from autotune.proxies.base import channels_last_holds
 from autotune.spec import HardwareSpec
 from autotune.workloads.io import take
 

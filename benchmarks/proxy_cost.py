@@ -45,9 +45,9 @@ from autotune.compress import (
     recalibrate_batchnorm,
 )
 from autotune.divergence import divergence
+from autotune.layout import channels_last_holds
 from autotune.plan import LayerChoice, Plan
 from autotune.proxies import ProxyContext
-from autotune.proxies.base import channels_last_holds
 from autotune.workloads import LabelledData, Workload, load_workload, top1_accuracy
 from autotune.workloads.io import batch_size, take
 

@@ -186,6 +186,8 @@ def main(argv: list[str] | None = None) -> None:
         parser.error("--values: give at least two values to compare")
     quiet_libraries()
     values = [parse_value(args.field, v) for v in args.values]
+    if args.field == "precision" and not set(values) <= {"f32", "bf16"}:
+        parser.error(f"--values: {values}: a recovery runs in 'f32' or 'bf16'")
     found = measure(args.study, args.plans, args.field, values)
     out = Path(args.out or f"docs/recovery-{args.field.replace('_', '-')}.md")
     write_study_section(out, header(args.field), args.study, section(args.study, found))

@@ -217,7 +217,7 @@ class FrozenBackbone(torch.nn.Module):
 
 def test_a_backbone_run_without_gradients_is_still_planned_and_a_view_flatten_runs_channels_first():
     from autotune.layers import index_model
-    from autotune.proxies.base import channels_last_holds
+    from autotune.layout import channels_last_holds
     from autotune.workloads import ModelIO
 
     model, example = FrozenBackbone().eval(), torch.randn(2, 1, 28, 28)
@@ -227,7 +227,7 @@ def test_a_backbone_run_without_gradients_is_still_planned_and_a_view_flatten_ru
 
 
 def test_image_models_that_allow_it_run_channels_last(tmp_path, monkeypatch):
-    from autotune.proxies.base import channels_last_holds
+    from autotune.layout import channels_last_holds
     from autotune.workloads.io import take
 
     context = _context("depthwise_cnn", tmp_path, monkeypatch)

@@ -103,18 +103,15 @@ def test_teacher_answers_are_computed_once_and_change_no_weight(tiny_workload):
             assert torch.equal(value, state_plain[name]), name
 
 
-def test_distillation_trains_convolutions_channels_last_to_the_same_weights(tiny_workload, monkeypatch):
+def test_distillation_trains_convolutions_channels_last_to_the_same_weights(tiny_workload):
     """channels_last only makes it faster: a recovery in the default layout reaches the same weights up to float
     rounding, and the recovered state comes back in the default layout (exporters and the cache see plain tensors)."""
-    from autotune import compress
-
     plan = Plan({"down2.conv": LayerChoice(8, 0.5), "block2.conv2": LayerChoice(8, 0.5), "fc1": LayerChoice(8, 0.25)})
     recovery = Recovery(tiny_workload, RecoveryConfig(batch_size=64))
     ratios = recovery.pruner.group_ratios(plan)
-    assert compress.training_layout(recovery.teacher) == torch.channels_last
-    assert compress.training_layout(torch.nn.Linear(4, 4)) == torch.contiguous_format
+    assert recovery.training_layout == torch.channels_last
     fast = recovery.recover(ratios, 6)
-    monkeypatch.setattr(compress, "training_layout", lambda model: torch.contiguous_format)
+    recovery.training_layout = torch.contiguous_format  # what a model that cannot run channels_last gets
     plain = recovery.recover(ratios, 6)
     # AdamW moves a weight by about the learning rate per step whatever its gradient's size, so a rounding difference
     # in a near-zero gradient can move it that far: 6 steps at 1e-3 bound the difference.

@@ -81,8 +81,8 @@ class Target:
         fields.reject_unknown()
 
     def resolved_options(self) -> dict:
-        """The hardware file's [options] with every "auto" replaced by what this machine resolved it to (recipes
-        record these: the same file builds differently on another CPU)."""
+        """The hardware file's [options] as this machine builds them: a target whose options may say "auto" replaces
+        it with what it resolved to (recipes record these: the same file builds differently on another CPU)."""
         return dict(self.spec.options)
 
     @classmethod

@@ -183,17 +183,20 @@ class OnnxRuntimeTarget(Target):
         return lambda: session.run(None, feed)
 
 
+VNNI_FLAGS = ("avx512_vnni", "avx_vnni", "amx_int8")  # any of them sums u8 x s8 products in 32 bits
+
+
 def x86_without_vnni() -> tuple[bool, str]:
     """True on an x86 CPU without VNNI (ONNX Runtime's u8 x s8 sums saturate there), and what was detected."""
-    import platform
-
     import torch
 
-    if platform.machine().lower() not in ("x86_64", "amd64", "i386", "i686"):
-        return False, f"not an x86 CPU ({platform.machine()}): no u8 x s8 saturation"
-    if torch.cpu._is_vnni_supported() or torch.cpu._is_amx_tile_supported():
-        return False, "this CPU has VNNI: INT8 weights keep 8 bits"
-    return True, "this x86 CPU has no VNNI (torch.cpu._is_vnni_supported() is False): INT8 weights keep 7 bits"
+    flags = torch.cpu.get_capabilities()  # the CPU's feature flags, as torch's cpuinfo reads them
+    if flags.get("architecture") not in ("x86_64", "x86"):
+        return False, f"not an x86 CPU ({flags.get('architecture')}): no u8 x s8 saturation"
+    found = [name for name in VNNI_FLAGS if flags.get(name)]
+    if found:
+        return False, f"this CPU has {found[0]}: INT8 weights keep 8 bits"
+    return True, f"this x86 CPU has none of {list(VNNI_FLAGS)}: INT8 weights keep 7 bits"
 
 
 def _op_type(graph: onnx.ModelProto, node_name: str) -> str:
