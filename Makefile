@@ -3,7 +3,7 @@ VENV ?= .venv
 SUDO := $(shell [ "$$(id -u)" -eq 0 ] || echo sudo)
 FASHION_MNIST := /usr/share/datasets/fashion-mnist/t10k-images-idx3-ubyte.gz
 
-.PHONY: setup demo test lint benchmark benchmark-minilm benchmark-quick benchmark-targets benchmark-proxy benchmark-warm-start benchmark-calibration benchmark-samplers benchmark-fidelity benchmark-latency-fidelity benchmark-cycle benchmark-recovery-precision benchmark-recovery-learning-rate benchmark-onnxruntime-reduce-range dashboard
+.PHONY: setup demo test lint benchmark benchmark-minilm benchmark-quick benchmark-targets benchmark-proxy benchmark-warm-start benchmark-calibration benchmark-samplers benchmark-fidelity benchmark-latency-fidelity benchmark-cycle benchmark-recovery-precision benchmark-recovery-learning-rate benchmark-onnxruntime-reduce-range benchmark-latency-correction dashboard
 
 setup: $(VENV)/.installed $(FASHION_MNIST)
 
@@ -87,6 +87,12 @@ benchmark-recovery-learning-rate: setup
 # Writes docs/onnxruntime-reduce-range.md: ONNX Runtime INT8 with 8-bit and 7-bit weights, the same models scored and timed.
 benchmark-onnxruntime-reduce-range: setup
 	$(VENV)/bin/python -m benchmarks.onnxruntime_reduce_range --study fashion-cnn --plans 12
+
+# Writes docs/latency-correction.md: the default latency table, alone and corrected from N measured plans, against 160
+# plans of the whole space timed in rounds (about 15 min on 2 cores). ARGS="--observed DIR" also learns from the records
+# of an earlier run (a workspace's cache/latency-observed).
+benchmark-latency-correction: setup
+	$(VENV)/bin/python -m benchmarks.latency_fidelity --variants default-rounds --out docs/latency-correction.md $(ARGS)
 
 dashboard: setup
 	$(VENV)/bin/autotune dashboard

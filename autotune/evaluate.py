@@ -26,6 +26,8 @@ from autotune.context import StudyContext
 from autotune.divergence import divergence
 from autotune.errors import AutotuneError
 from autotune.gates import gate_failures, only_calibration
+from autotune.latency_history import observations_path, record_observation
+from autotune.latency_table import architecture_key
 from autotune.paths import workspace
 from autotune.progress import console, progress_bar
 from autotune.promotion import Candidate
@@ -148,6 +150,11 @@ class Evaluator:
             raise AutotuneError(f"study {study.study_name!r}: the FP32 reference has not been measured")
         return value
 
+    def observations_path(self, hardware: HardwareSpec) -> Path:
+        """Where this target's measured plans of this architecture are kept for later latency proxies to learn from."""
+        recovery = self.context.recovery
+        return observations_path(hardware, architecture_key(recovery.pruner.teacher), recovery.config.channel_multiple)
+
     def evaluate_one(self, study: optuna.Study, target: Target, candidate: Candidate) -> None:
         spec, workload = self.context.spec, self.context.workload
         plan = candidate.plan
@@ -191,6 +198,9 @@ class Evaluator:
                 started = time.perf_counter()
                 measurement = target.measure(artifact, workload.example_input)
                 timings["measure_s"] = time.perf_counter() - started
+                record_observation(
+                    self.observations_path(target.spec), plan, measurement.batch_latency_ms, f"{study.study_name}#{trial.number}"
+                )
                 if candidate.role == "fp32":
                     study.set_user_attr("fp32_accuracy", accuracy)
                 drop = workload.quality_drop(self.fp32_accuracy(study), accuracy)

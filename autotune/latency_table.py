@@ -60,7 +60,7 @@ def timing_context(build: BuildContext) -> BuildContext:
     return dataclasses.replace(build, calibration=take(build.calibration, slice(0, TIMING_SAMPLES)), timing_only=True)
 
 
-def _target_identity(spec: HardwareSpec) -> str:
+def target_identity(spec: HardwareSpec) -> str:
     fields = {"backend": spec.backend, "threads": spec.threads, "batch": spec.throughput_batch, "options": spec.options}
     return json.dumps(fields, sort_keys=True)
 
@@ -230,7 +230,7 @@ class LatencyTable:
         self._probe_total = pruned_probe_count(probe_ratios)
         memory = joblib.Memory(cache_dir("latency"), verbose=0)
         measure = memory.cache(_plan_latency_ms, ignore=["spec", "pruner", "build"])
-        identity, architecture = _target_identity(spec), architecture_key(pruner.teacher)
+        identity, architecture = target_identity(spec), architecture_key(pruner.teacher)
         samples = timing_context(build)
         self.probe_rounds = probe_rounds
         measured_in_rounds: dict[str, float | str] = {}

@@ -53,6 +53,16 @@ class ProxyScorer:
 
         self.last_seconds: dict[str, float] = {}
 
+    def learn_latency_until(self, until: float) -> None:
+        """Latency proxies learn only from plans measured before `until` (epoch s): a resumed study keeps its proxy."""
+        for proxy in self.proxies.values():
+            if hasattr(proxy, "history_until"):
+                proxy.history_until = until
+
+    def latency_learnt_from(self) -> dict[str, int]:
+        """Per latency proxy that learnt a correction from earlier full evaluations, how many plans it learnt from."""
+        return {name: proxy.learnt_from for name, proxy in self.proxies.items() if getattr(proxy, "learnt_from", 0)}
+
     def activation_ranges(self) -> dict[str, tuple[float, float]]:
         """Each layer's input range on the calibration inputs through the FP32 model, computed once."""
         if self._activation_ranges is None:

@@ -86,6 +86,9 @@ def run_search(
     for key, value in (attrs or {}).items():
         study.set_user_attr(key, value)
     fail_interrupted_trials(study)
+    if "latency_history_until" not in study.user_attrs:
+        study.set_user_attr("latency_history_until", time.time())
+    scorer.learn_latency_until(study.user_attrs["latency_history_until"])
     finished = len(study.get_trials(states=FINISHED))
     remaining = max(0, budget - finished)
     if finished == 0:
@@ -127,6 +130,8 @@ def run_search(
             study.optimize(objective, n_trials=remaining, catch=(ProxyError,), callbacks=[report])
         elapsed = time.perf_counter() - started
         study.set_user_attr("last_search_trials_per_s", remaining / elapsed)
+        if learnt := scorer.latency_learnt_from():
+            study.set_user_attr("latency_learnt_from", learnt)
     completed = study.get_trials(states=(TrialState.COMPLETE,))
     if not completed:
         failed = study.get_trials(states=(TrialState.FAIL,))

@@ -19,6 +19,7 @@ import optuna
 
 from autotune.context import prepare
 from autotune.evaluate import measured_study_name, trial_key
+from autotune.latency_history import LatencyCorrection, plan_features
 from autotune.plan import Plan
 from autotune.scoring import ProxyScorer
 from autotune.spec import load_study_spec
@@ -74,17 +75,6 @@ def plan_interval(proxy: np.ndarray, measured: np.ndarray, draws: int = 2000, se
 FITTED_TRAIN_SIZES = (16, 32, 48)  # measured plans to learn from: one, two, three cycles of 16 full evaluations
 
 
-def plan_features(plan: Plan, layers: list[str]) -> list[float]:
-    """Per layer: the kept fraction of its channels, that fraction again where the layer runs as a float (16/32) or at
-    4 bits, and whether it runs as a float: latency follows the work left and the kernels that do it."""
-    features = []
-    for name in layers:
-        choice = plan.choice(name)
-        kept, floating = 1.0 - choice.prune, float(choice.bits >= 16)
-        features += [kept, kept * floating, kept * float(choice.bits == 4), floating]
-    return features
-
-
 def fitted_latency(plans: list[Plan], latencies: np.ndarray, seed: int = 0) -> dict:
     """A ridge regression of log latency on `plan_features`: Spearman of its 10-fold out-of-fold predictions, and of
     its predictions for the unseen plans when it learns from only N random plans (median [5th-95th] over 50 draws)."""
@@ -106,6 +96,38 @@ def fitted_latency(plans: list[Plan], latencies: np.ndarray, seed: int = 0) -> d
             model.fit(x[order[:size]], y[order[:size]])
             values.append(spearman(model.predict(x[order[size:]]), y[order[size:]]))
         found[f"learnt from {size}"] = (float(np.median(values)), [float(v) for v in np.percentile(values, [5, 95])])
+    return found
+
+
+def corrected_table(
+    plans: list[Plan], estimates: np.ndarray, truth: np.ndarray, learn_from: np.ndarray | None = None, seed: int = 0
+) -> dict:
+    """The table corrected by `LatencyCorrection` learnt from N measured plans, ranked on the plans it did not learn
+    from, against the table alone on the same plans: per N, median [5th-95th] over 50 draws of the Spearmans and of their
+    paired difference. `learn_from` limits the plans drawn to learn from (e.g. the all-INT8 ones, as the promoted plans of
+    earlier cycles mostly are); every other plan is ranked."""
+    layers = list(dict.fromkeys(name for plan in plans for name in plan.layers))
+    by_digest = {plan.digest(): float(e) for plan, e in zip(plans, estimates, strict=True)}
+    pool = np.flatnonzero(learn_from if learn_from is not None else np.ones(len(plans), dtype=bool))
+    rng = np.random.default_rng(seed)
+    found = {}
+    for size in FITTED_TRAIN_SIZES:
+        if size > len(pool) - 5:
+            continue
+        alone, corrected = [], []
+        for _ in range(50):
+            learnt = rng.choice(pool, size, replace=False)
+            held = np.setdiff1d(np.arange(len(plans)), learnt)
+            correction = LatencyCorrection(lambda plan: by_digest[plan.digest()], [(plans[i], truth[i]) for i in learnt], layers)
+            predicted = np.array([correction.corrected_ms(estimates[i], plans[i]) for i in held])
+            alone.append(spearman(estimates[held], truth[held]))
+            corrected.append(spearman(predicted, truth[held]))
+        alone, corrected = np.array(alone), np.array(corrected)
+        found[f"learnt from {size}"] = {
+            "table": [float(np.median(alone)), [float(v) for v in np.percentile(alone, [5, 95])]],
+            "corrected": [float(np.median(corrected)), [float(v) for v in np.percentile(corrected, [5, 95])]],
+            "gain": [float(np.median(corrected - alone)), [float(v) for v in np.percentile(corrected - alone, [5, 95])]],
+        }
     return found
 
 

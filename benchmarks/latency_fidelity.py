@@ -16,6 +16,7 @@ from __future__ import annotations
 import argparse
 import dataclasses
 import json
+import sys
 import time
 import types
 from pathlib import Path
@@ -24,11 +25,12 @@ import numpy as np
 
 from autotune.context import StudyContext, prepare
 from autotune.errors import TargetError
-from autotune.latency_table import time_in_rounds, timing_context
+from autotune.latency_history import LatencyCorrection, load_observations, observations_path
+from autotune.latency_table import architecture_key, time_in_rounds, timing_context
 from autotune.plan import LayerChoice, Plan
 from autotune.spec import MeasureSettings, load_hardware, load_study_spec
 from benchmarks import methods
-from benchmarks.fidelity import DEFAULT, FORMER, fitted_latency, plan_interval, scorer_for
+from benchmarks.fidelity import DEFAULT, FORMER, corrected_table, fitted_latency, plan_interval, scorer_for
 from benchmarks.metrics import spearman
 from benchmarks.pages import quiet_libraries, write_page
 
@@ -91,8 +93,41 @@ def table_context(context: StudyContext) -> types.SimpleNamespace:
     )
 
 
+def observed_correction(table, plans: list[Plan], estimate: np.ndarray, truth: np.ndarray, observed: list, origin: str) -> dict:
+    """The table corrected from measurements a workspace recorded (an earlier cycle's full evaluations), ranked on the
+    plans it did not learn from beside the table alone, with a paired bootstrap of the gain."""
+    correction = LatencyCorrection(table.estimate_ms, observed, list(table.base.layers))
+    seen = {plan.digest() for plan, _ in observed}
+    held = np.array([i for i, plan in enumerate(plans) if plan.digest() not in seen])
+    alone, truth = estimate[held], truth[held]
+    corrected = np.array([correction.corrected_ms(estimate[i], plans[i]) for i in held])
+    quantized = np.array([all(c.bits <= 8 for c in plans[i].layers.values()) for i in held])
+    rng = np.random.default_rng(0)
+    gains = []
+    for _ in range(2000):
+        draw = rng.integers(0, len(held), len(held))
+        gains.append(spearman(corrected[draw], truth[draw]) - spearman(alone[draw], truth[draw]))
+    return {
+        "origin": origin,
+        "learnt_from": len(observed),
+        "with_float_layers": sum(any(c.bits >= 16 for c in plan.layers.values()) for plan, _ in observed),
+        "alpha": float(correction.model.alpha_),
+        "observed": [[plan.to_dict(), ms] for plan, ms in observed],
+        "table": [spearman(alone, truth), plan_interval(alone, truth)],
+        "corrected": [spearman(corrected, truth), plan_interval(corrected, truth)],
+        "gain": [float(np.median(gains)), [float(v) for v in np.percentile(gains, [5, 95])]],
+        "table_int8": spearman(alone[quantized], truth[quantized]),
+        "corrected_int8": spearman(corrected[quantized], truth[quantized]),
+    }
+
+
 def rank_variants(
-    context: StudyContext, target: str, plans: dict[str, Plan], times: dict[str, list[float]], variants: list[str]
+    context: StudyContext,
+    target: str,
+    plans: dict[str, Plan],
+    times: dict[str, list[float]],
+    variants: list[str],
+    observed: tuple[list, str] | None = None,
 ) -> list[dict]:
     keys = list(plans)
     truth = np.array([np.median(times[k]) for k in keys])
@@ -113,7 +148,16 @@ def rank_variants(
             "interval_int8": plan_interval(estimate[quantized], truth[quantized]),
             "median_abs_log_error": float(np.median(np.abs(np.log(estimate / truth)))),
             "table_seconds": seconds,
+            "estimates_ms": dict(zip(keys, estimate.tolist(), strict=True)),
+            # The table corrected by what earlier full evaluations measured (autotune.latency_history), learnt from N
+            # random plans or from N all-INT8 ones (as promoted plans mostly are), ranked on the others.
+            "corrected": {
+                "random plans": corrected_table([plans[k] for k in keys], estimate, truth),
+                "INT8 plans": corrected_table([plans[k] for k in keys], estimate, truth, learn_from=quantized),
+            },
         })
+        if observed:
+            found[-1]["observed"] = observed_correction(table, [plans[k] for k in keys], estimate, truth, *observed)
         print(f"{target}: {name}: {found[-1]['spearman']:+.3f}", flush=True)
     return found
 
@@ -162,6 +206,34 @@ def render(results: dict) -> str:
         for how, (value, (low, high)) in found["fitted"].items():
             lines.append(f"| latency fitted on measured plans ({how}) | {value:+.3f} [{low:+.2f}, {high:+.2f}] | - | - | - |")
         lines.append("")
+        corrected = [row for row in found["variants"] if row.get("corrected")]
+        if corrected:
+            lines += [
+                "The table corrected by a regression learnt from N measured plans (`learn_from_measured`, "
+                "autotune/latency_history.py), ranked on the plans it did not learn from, against the table alone on the "
+                "same plans: median [5th-95th percentile] over 50 draws of the plans learnt from.",
+                "",
+                "| latency table | learnt from | table alone | corrected | gain |",
+                "|---|---|---:|---:|---:|",
+            ]
+            for row in corrected:
+                label = VARIANTS[row["key"]][0].replace("**", "").split(":")[0]
+                for pool, sizes in row["corrected"].items():
+                    for how, cells in sizes.items():
+                        text = " | ".join(f"{v:+.3f} [{lo:+.2f}, {hi:+.2f}]" for v, (lo, hi) in cells.values())
+                        lines.append(f"| {label} | {how.removeprefix('learnt from ')} {pool} | {text} |")
+            lines.append("")
+            for row in (r for r in corrected if r.get("observed")):
+                seen = row["observed"]
+                label = VARIANTS[row["key"]][0].replace("**", "").split(":")[0]
+                cells = " | ".join(f"{seen[k][0]:+.3f} [{seen[k][1][0]:+.2f}, {seen[k][1][1]:+.2f}]" for k in ("table", "corrected", "gain"))
+                lines += [
+                    f"Learnt from the {seen['learnt_from']} plans an earlier run measured ({seen['with_float_layers']} "
+                    f"with a float layer; `{seen['origin']}`; penalty {seen['alpha']:g}), ranked on the other plans "
+                    f"(gain: paired bootstrap): {label}: table alone, corrected, gain: {cells}. All-INT8 plans only: "
+                    f"{seen['table_int8']:+.3f} alone, {seen['corrected_int8']:+.3f} corrected.",
+                    "",
+                ]
     return "\n".join(lines)
 
 
@@ -174,6 +246,12 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--seed", type=int, default=7)
     parser.add_argument("--variants", default=",".join(VARIANTS), help=f"comma-separated, of {', '.join(VARIANTS)}")
     parser.add_argument("--targets", default=None, help="comma-separated hardware files to time on (default: the study's)")
+    parser.add_argument(
+        "--observed",
+        default=None,
+        help="a folder of measured-latency records (a workspace's cache/latency-observed, e.g. kept from a cycle): "
+        "also rank the table corrected from them",
+    )
     parser.add_argument("--out", default=str(ROOT / "docs" / "latency-fidelity.md"))
     args = parser.parse_args(argv)
     variants = args.variants.split(",")
@@ -188,7 +266,7 @@ def main(argv: list[str] | None = None) -> None:
 
     about = machine()
     results = {
-        "command": " ".join(["python -m benchmarks.latency_fidelity", *(argv if argv is not None else [])]),
+        "command": " ".join(["python -m benchmarks.latency_fidelity", *(argv if argv is not None else sys.argv[1:])]),
         "study": args.study,
         "plans": len(plans),
         "seed": args.seed,
@@ -204,10 +282,16 @@ def main(argv: list[str] | None = None) -> None:
     for hardware in spec.targets:
         times = measure_plans(context, hardware, plans, args.rounds, args.round_seconds)
         truth = np.array([np.median(times[k]) for k in plans])
+        observed = None
+        if args.observed:
+            recovery = context.recovery
+            name = observations_path(hardware, architecture_key(recovery.pruner.teacher), recovery.config.channel_multiple).name
+            records = load_observations(Path(args.observed) / name)
+            observed = (records, f"{args.observed}/{name}") if records else None
         results["targets"][hardware.name] = {
             "times_ms": times,
             "round_agreement": round_agreement(times),
-            "variants": rank_variants(context, hardware.name, plans, times, variants),
+            "variants": rank_variants(context, hardware.name, plans, times, variants, observed),
             "fitted": fitted_latency(list(plans.values()), truth),
         }
     results["date"] = time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime())

@@ -195,20 +195,43 @@ def test_recovery_precision_compares_the_same_plans_both_ways_and_writes_its_sec
     assert len(rows) == 2 and all(line.count("|") == 2 * len(targets) + 4 for line in rows)
 
 
-def test_latency_fidelity_ranks_table_variants_against_plans_timed_in_rounds(tiny_workload, tmp_path):
+def test_latency_fidelity_ranks_table_variants_against_plans_timed_in_rounds(tiny_context, tmp_path):
+    from autotune.latency_history import observations_path, record_observation
+    from autotune.latency_table import architecture_key
+    from autotune.spec import load_hardware
+    from benchmarks import methods
     from benchmarks.latency_fidelity import main
 
+    # What an earlier run recorded: 10 plans of the whole space, measured (here: the 1 + their kept work, in ms).
+    recovery = tiny_context.recovery
+    records = tmp_path / "observed" / observations_path(
+        load_hardware("cpu-onnxruntime"), architecture_key(recovery.pruner.teacher), recovery.config.channel_multiple
+    ).name
+    records.parent.mkdir()
+    for plan in methods.random_plans(tiny_context, 10, seed=3):
+        record_observation(records, plan, 1.0 + sum(1 - c.prune for c in plan.layers.values()), "earlier#0")
     out = tmp_path / "latency-fidelity.md"
-    main(["--study", "fashion-cnn-tiny", "--plans", "12", "--rounds", "2", "--round-seconds", "0.02",
-          "--variants", "former,default-rounds", "--targets", "cpu-onnxruntime", "--out", str(out)])
+    main(["--study", "fashion-cnn-tiny", "--plans", "22", "--rounds", "2", "--round-seconds", "0.02",
+          "--variants", "former,default-rounds", "--targets", "cpu-onnxruntime", "--out", str(out),
+          "--observed", str(records.parent)])
     results = json.loads(out.with_suffix(".json").read_text())
     found = results["targets"]["cpu-onnxruntime"]
-    assert results["plans"] == 12 and set(found["times_ms"]) == set(results["plan_recipes"])
+    assert results["plans"] == 22 and set(found["times_ms"]) == set(results["plan_recipes"])
     assert all(len(times) == 2 and min(times) > 0 for times in found["times_ms"].values())
     assert [row["key"] for row in found["variants"]] == ["former", "default-rounds"]
     assert all(-1 <= row["spearman"] <= 1 for row in found["variants"])
+    # The table corrected from 16 measured plans, ranked on the 6 others beside the table alone on the same plans.
+    for row in found["variants"]:
+        assert set(row["estimates_ms"]) == set(results["plan_recipes"])
+        cells = row["corrected"]["random plans"]["learnt from 16"]
+        assert all(-1 <= cells[k][0] <= 1 for k in ("table", "corrected")) and -2 <= cells["gain"][0] <= 2
     page = out.read_text()
     assert "## cpu-onnxruntime" in page and "probes timed in 3 interleaved rounds" in page and "| latency fitted" in page
+    assert "| 16 random plans |" in page
+    seen = found["variants"][-1]["observed"]
+    assert seen["learnt_from"] == 10 and len(seen["observed"]) == 10 and seen["alpha"] >= 1
+    assert all(-1 <= seen[k][0] <= 1 for k in ("table", "corrected"))
+    assert "Learnt from the 10 plans an earlier run measured" in page
 
 
 def test_an_unknown_method_is_refused_before_any_work(capsys):

@@ -158,9 +158,11 @@ def test_probes_timed_in_interleaved_rounds_are_the_median_of_each_plan_s_timing
     rounds = LatencyTable(load_hardware("cpu-onnxruntime"), tiny_context.recovery.pruner, tiny_context.build_context(), 8, probe_rounds=2)
     assert rounds.probe_rounds == 2 and rounds.estimate_ms(rounds.base) == pytest.approx(rounds.base_ms)
     assert set(rounds.log_ratios) == set(table.log_ratios) and set(rounds.log_prune_ratios) == set(table.log_prune_ratios)
-    # The same probes, timed apart: the two tables agree on what each costs within the machine's noise.
-    for key, log_ratio in table.log_ratios.items():
-        assert abs(rounds.log_ratios[key] - log_ratio) < 1.0, key
+    # The same probes, timed apart: the two tables agree on what they cost within the machine's noise. Typically, not
+    # each: the one-round table's single timing of a probe ran 3x its base in one CI run beside other tests (the
+    # drift rounds are there to absorb).
+    differences = [abs(rounds.log_ratios[key] - log_ratio) for key, log_ratio in table.log_ratios.items()]
+    assert sorted(differences)[len(differences) // 2] < 0.5, differences
 
 
 def test_probe_rounds_out_of_range_is_refused_naming_the_field(tmp_path):

@@ -2,7 +2,16 @@
 
 from __future__ import annotations
 
-from autotune.latency_table import BASES, COMPOSITIONS, PRUNING_PRECISIONS, PRUNING_PROBES, LatencyTable
+from autotune.latency_history import LatencyCorrection, load_observations, observations_path
+from autotune.latency_table import (
+    BASES,
+    COMPOSITIONS,
+    PRUNING_PRECISIONS,
+    PRUNING_PROBES,
+    LatencyTable,
+    architecture_key,
+)
+from autotune.progress import console
 from autotune.proxies.base import Proxy, ProxyContext
 
 # Each setting is one value for every target, or a table of target name or backend -> value (else the default).
@@ -15,7 +24,12 @@ SETTINGS = {
     "composition": (COMPOSITIONS, "product"),
 }
 # Interleaved timing rounds per probe (the median is kept): one timing on a shared machine drifts by about 10%.
-COUNTS = {"probe_rounds": (1, 9, 1)}  # (least, most, default)
+# `learn_from_measured`: once this many plans of the architecture were measured on the target by earlier full
+# evaluations (any study, this workspace), the table's estimate is corrected by a regression learnt from them
+# (autotune.latency_history); 0 never.
+COUNTS = {"probe_rounds": (1, 9, 1), "learn_from_measured": (0, 100_000, 0)}  # (least, most, default)
+LEAST_TO_LEARN_FROM = 8
+_NOT_LEARNT = object()
 
 
 class MeasuredLatency(Proxy):
@@ -36,12 +50,20 @@ class MeasuredLatency(Proxy):
             for count in value.values() if isinstance(value, dict) else (value,):
                 if isinstance(count, bool) or not isinstance(count, int) or not least <= count <= most:
                     raise fields.error(key, f"{count!r}: expected an integer from {least} to {most}")
+                if key == "learn_from_measured" and 0 < count < LEAST_TO_LEARN_FROM:
+                    raise fields.error(key, f"{count!r}: expected 0 (never) or at least {LEAST_TO_LEARN_FROM} measured plans")
         fields.reject_unknown()
 
     def __init__(self, settings=None) -> None:
         super().__init__(settings)
         self.target = self.settings["target"]
         self._table: LatencyTable | None = None
+        self._correction: LatencyCorrection | None = None
+        self._learnt_until: object = _NOT_LEARNT  # the `history_until` the correction was learnt for
+        # Measurements recorded after this time (epoch s) are not learnt from: a study keeps the correction it
+        # started with when it is resumed (run_search sets it from the study).
+        self.history_until: float | None = None
+        self.learnt_from = 0
 
     def setting(self, key: str):
         """This target's value of `key`: from a table, by the target's name, else by its backend, else the default."""
@@ -65,7 +87,29 @@ class MeasuredLatency(Proxy):
                 self.setting("pruning_precisions"),
                 self.setting("probe_rounds"),
             )
+        if self._learnt_until is _NOT_LEARNT or self._learnt_until != self.history_until:  # first use, or a new cut-off
+            self._correction = self._learn(context, self._table)
+            self._learnt_until = self.history_until
         return self._table
 
+    def _learn(self, context: ProxyContext, table: LatencyTable) -> LatencyCorrection | None:
+        least = self.setting("learn_from_measured")
+        self.learnt_from = 0
+        if not least:
+            return None
+        layers = list(table.base.layers)
+        path = observations_path(self.target, architecture_key(context.pruner.teacher), context.channel_multiple)
+        observed = [(plan, ms) for plan, ms in load_observations(path, self.history_until) if set(plan.layers) == set(layers)]
+        if len(observed) < least:
+            console.print(f"latency on {self.target.name}: the table alone ({len(observed)} measured plans so far, {least} to learn from)")
+            return None
+        correction = LatencyCorrection(table.estimate_ms, observed, layers)
+        self.learnt_from = correction.learnt_from
+        console.print(f"latency on {self.target.name}: the table corrected from {len(observed)} measured plans ({path.name})")
+        return correction
+
     def compute(self, context: ProxyContext) -> float:
-        return self.table(context).estimate_ms(context.plan)
+        estimate = self.table(context).estimate_ms(context.plan)
+        if self._correction is None:
+            return estimate
+        return self._correction.corrected_ms(estimate, context.plan)
