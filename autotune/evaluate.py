@@ -155,6 +155,13 @@ class Evaluator:
         recovery = self.context.recovery
         return observations_path(hardware, architecture_key(recovery.pruner.teacher), recovery.config.channel_multiple)
 
+    def record_latency(self, hardware: HardwareSpec, plan, batch_ms: float, origin: str) -> None:
+        """Keep the measured latency for later latency proxies; a failure costs the record only, never the trial."""
+        try:
+            record_observation(self.observations_path(hardware), plan, batch_ms, origin)
+        except Exception as exc:
+            console.print(f"[yellow]latency history: {origin} not recorded: {type(exc).__name__}: {exc}")
+
     def evaluate_one(self, study: optuna.Study, target: Target, candidate: Candidate) -> None:
         spec, workload = self.context.spec, self.context.workload
         plan = candidate.plan
@@ -198,9 +205,8 @@ class Evaluator:
                 started = time.perf_counter()
                 measurement = target.measure(artifact, workload.example_input)
                 timings["measure_s"] = time.perf_counter() - started
-                record_observation(
-                    self.observations_path(target.spec), plan, measurement.batch_latency_ms, f"{study.study_name}#{trial.number}"
-                )
+                if candidate.deployment is None:  # a deployed artifact may come from another version of the tools
+                    self.record_latency(target.spec, plan, measurement.batch_latency_ms, f"{study.study_name}#{trial.number}")
                 if candidate.role == "fp32":
                     study.set_user_attr("fp32_accuracy", accuracy)
                 drop = workload.quality_drop(self.fp32_accuracy(study), accuracy)

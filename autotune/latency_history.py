@@ -45,7 +45,7 @@ def record_observation(path: Path, plan: Plan, batch_ms: float, origin: str) -> 
     line = json.dumps({"plan": plan.to_dict(), "batch_ms": batch_ms, "origin": origin, "at": time.time()})
     try:
         with path.open("a") as file:
-            file.write(line + "\n")
+            file.write("\n" + line + "\n")  # the leading newline ends a record a crash left unfinished
             file.flush()
             os.fsync(file.fileno())
     except OSError as exc:
@@ -58,7 +58,9 @@ def load_observations(path: Path, until: float | None = None) -> list[tuple[Plan
     if not path.exists():
         return []
     by_plan: dict[str, tuple[Plan, list[float]]] = {}
-    for line in path.read_text().splitlines():
+    for line in path.read_bytes().decode("utf-8", errors="replace").splitlines():
+        if not line.strip():
+            continue
         try:
             record = json.loads(line)
             plan, value, at = Plan.from_dict(record["plan"]), float(record["batch_ms"]), float(record["at"])

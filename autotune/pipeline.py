@@ -15,7 +15,7 @@ from autotune.promotion import Candidate, promote, reference_candidates
 from autotune.replay import ReplayComparison
 from autotune.report import front_table, replay_table
 from autotune.scoring import ProxyScorer
-from autotune.search import finished_trials, run_search
+from autotune.search import finished_trials, latency_history_cut_off, run_search
 from autotune.studies import artifact_dir_for, storage_for
 
 
@@ -56,6 +56,8 @@ def run_study(
     storage = storage_for(spec.storage)
     finished_trials(context, storage)  # a study defined differently is refused before anything is written
     scorer = ProxyScorer(context)
+    # Before the references are scored: what this run measures is not learnt from by this run's proxies.
+    scorer.learn_latency_until(latency_history_cut_off(context, storage))
     evaluator = Evaluator(context, storage, artifact_dir_for(spec.storage))
     evaluator.replay = replay
     phases["load_and_train_s"] = time.perf_counter() - started

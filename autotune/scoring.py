@@ -52,9 +52,11 @@ class ProxyScorer:
         self._activation_ranges: dict[str, tuple[float, float]] | None = None
 
         self.last_seconds: dict[str, float] = {}
+        self.history_until: float | None = None  # see learn_latency_until
 
     def learn_latency_until(self, until: float) -> None:
         """Latency proxies learn only from plans measured before `until` (epoch s): a resumed study keeps its proxy."""
+        self.history_until = until
         for proxy in self.proxies.values():
             if hasattr(proxy, "history_until"):
                 proxy.history_until = until

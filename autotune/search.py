@@ -53,6 +53,15 @@ def finished_trials(context: StudyContext, storage) -> int:
     return len(existing.get_trials(deepcopy=False, states=FINISHED))
 
 
+def latency_history_cut_off(context: StudyContext, storage) -> float:
+    """Latency proxies learn from plans measured before this time (epoch s): the proxy study's, else now."""
+    if context.spec.proxy_study in find_study_names(storage):
+        existing = optuna.load_study(study_name=context.spec.proxy_study, storage=storage)
+        if "latency_history_until" in existing.user_attrs:
+            return existing.user_attrs["latency_history_until"]
+    return time.time()
+
+
 def run_search(
     context: StudyContext,
     scorer: ProxyScorer,
@@ -87,7 +96,8 @@ def run_search(
         study.set_user_attr(key, value)
     fail_interrupted_trials(study)
     if "latency_history_until" not in study.user_attrs:
-        study.set_user_attr("latency_history_until", time.time())
+        until = scorer.history_until if scorer.history_until is not None else time.time()
+        study.set_user_attr("latency_history_until", until)
     scorer.learn_latency_until(study.user_attrs["latency_history_until"])
     finished = len(study.get_trials(states=FINISHED))
     remaining = max(0, budget - finished)
@@ -130,7 +140,13 @@ def run_search(
             study.optimize(objective, n_trials=remaining, catch=(ProxyError,), callbacks=[report])
         elapsed = time.perf_counter() - started
         study.set_user_attr("last_search_trials_per_s", remaining / elapsed)
-        if learnt := scorer.latency_learnt_from():
+        learnt, before = scorer.latency_learnt_from(), study.user_attrs.get("latency_learnt_from")
+        if before is not None and before != learnt:
+            console.print(
+                f"[yellow]study {spec.proxy_study!r}: its latency proxy learnt from {before} measured plans before and "
+                f"{learnt or 'none'} now (the records under cache/latency-observed changed): its trials mix two latency scales"
+            )
+        if learnt:
             study.set_user_attr("latency_learnt_from", learnt)
     completed = study.get_trials(states=(TrialState.COMPLETE,))
     if not completed:

@@ -98,7 +98,9 @@ def observed_correction(table, plans: list[Plan], estimate: np.ndarray, truth: n
     plans it did not learn from beside the table alone, with a paired bootstrap of the gain."""
     correction = LatencyCorrection(table.estimate_ms, observed, list(table.base.layers))
     seen = {plan.digest() for plan, _ in observed}
-    held = np.array([i for i, plan in enumerate(plans) if plan.digest() not in seen])
+    held = np.array([i for i, plan in enumerate(plans) if plan.digest() not in seen], dtype=int)
+    if len(held) < 3:
+        return {"origin": origin, "learnt_from": len(observed), "skipped": "fewer than 3 plans left to rank"}
     alone, truth = estimate[held], truth[held]
     corrected = np.array([correction.corrected_ms(estimate[i], plans[i]) for i in held])
     quantized = np.array([all(c.bits <= 8 for c in plans[i].layers.values()) for i in held])
@@ -223,7 +225,7 @@ def render(results: dict) -> str:
                         text = " | ".join(f"{v:+.3f} [{lo:+.2f}, {hi:+.2f}]" for v, (lo, hi) in cells.values())
                         lines.append(f"| {label} | {how.removeprefix('learnt from ')} {pool} | {text} |")
             lines.append("")
-            for row in (r for r in corrected if r.get("observed")):
+            for row in (r for r in corrected if r.get("observed") and "skipped" not in r["observed"]):
                 seen = row["observed"]
                 label = VARIANTS[row["key"]][0].replace("**", "").split(":")[0]
                 cells = " | ".join(f"{seen[k][0]:+.3f} [{seen[k][1][0]:+.2f}, {seen[k][1][1]:+.2f}]" for k in ("table", "corrected", "gain"))
@@ -288,6 +290,8 @@ def main(argv: list[str] | None = None) -> None:
             name = observations_path(hardware, architecture_key(recovery.pruner.teacher), recovery.config.channel_multiple).name
             records = load_observations(Path(args.observed) / name)
             observed = (records, f"{args.observed}/{name}") if records else None
+            if not records:
+                print(f"{hardware.name}: no measured-latency records in {args.observed}/{name}", flush=True)
         results["targets"][hardware.name] = {
             "times_ms": times,
             "round_agreement": round_agreement(times),

@@ -45,8 +45,12 @@ def test_observations_keep_each_plan_s_median_skip_broken_lines_and_stop_at_unti
     for ms in (3.0, 1.0, 2.0):
         record_observation(path, first, ms, "s#0")
     record_observation(path, second, 5.0, "s#1")
-    with path.open("a") as file:  # a write cut short, a plan with a missing field, a negative time
-        file.write('{"plan": {"layers": {"a": {"bits": 8\n')
+    with path.open("a") as file:  # a write cut short, bad bytes, a plan with a missing field, a negative time
+        file.write('{"plan": {"layers": {"a": {"bits": 8')
+    record_observation(path, first, 2.0, "s#0")  # appended after the unfinished record: still read
+    with path.open("ab") as file:
+        file.write(b"\xff\xfe not utf-8\n")
+    with path.open("a") as file:
         file.write(json.dumps({"plan": {"layers": {"a": {"bits": 8}}}, "batch_ms": 1.0, "at": 0}) + "\n")
         file.write(json.dumps({"plan": second.to_dict(), "batch_ms": -1.0, "at": 0}) + "\n")
     cutoff = time.time()
@@ -155,3 +159,50 @@ def test_learn_from_measured_below_eight_is_refused_naming_the_field(tmp_path):
         'objectives = ["output_divergence", "latency_measured"]\n[latency_measured]\nlearn_from_measured = { openvino = 16 }\n'
     )
     assert load_proxy_recipe(str(path)).settings["latency_measured"]["learn_from_measured"] == {"openvino": 16}
+
+
+def test_a_study_keeps_the_cut_off_it_began_with_and_the_references_are_scored_with_it(tiny_context, tmp_path):
+    """run_search stores the cut-off on a new study from the scorer (set before the references are scored) and a
+    resumed run takes it back from the study, whatever time it is now."""
+    import dataclasses
+
+    from autotune.scoring import ProxyScorer
+    from autotune.search import latency_history_cut_off, run_search
+    from autotune.studies import storage_for
+
+    proxies = tiny_context.spec.proxies
+    settings = dict(proxies.settings) | {"latency_measured": {"learn_from_measured": 8}}
+    spec = dataclasses.replace(
+        tiny_context.spec,
+        name="cut-off",
+        storage=f"sqlite:///{tmp_path / 'cut-off.db'}",
+        targets=(load_hardware("cpu-onnxruntime"),),
+        proxies=dataclasses.replace(proxies, settings=settings),
+        anchors=(),
+    )
+    context = dataclasses.replace(tiny_context, spec=spec)
+    storage = storage_for(spec.storage)
+    first = ProxyScorer(context)
+    began = latency_history_cut_off(context, storage)
+    first.learn_latency_until(began)
+    study = run_search(context, first, storage, trials=2)
+    assert study.user_attrs["latency_history_until"] == began
+    assert first.proxies["latency_measured@cpu-onnxruntime"].history_until == began
+
+    time.sleep(0.01)
+    assert latency_history_cut_off(context, storage) == began
+    resumed = ProxyScorer(context)
+    resumed.learn_latency_until(time.time())  # what a new run would set; the study's own value wins
+    run_search(context, resumed, storage, trials=3)
+    assert resumed.proxies["latency_measured@cpu-onnxruntime"].history_until == began
+
+
+def test_a_record_that_cannot_be_written_costs_the_record_only(tiny_context, tmp_path, monkeypatch, workspace):
+    from autotune.evaluate import Evaluator
+    from autotune.studies import storage_for
+
+    (workspace / "cache" / "blocked-records").write_text("a file where the folder should be")
+    monkeypatch.setattr("autotune.latency_history.OBSERVATIONS_CACHE", "blocked-records")
+    evaluator = Evaluator(tiny_context, storage_for(f"sqlite:///{tmp_path / 'x.db'}"), tmp_path / "artifacts")
+    plan = random_plans(tiny_context, 1, seed=4)[0]
+    evaluator.record_latency(load_hardware("cpu-onnxruntime"), plan, 1.0, "x/full/cpu-onnxruntime#0")  # warns, no raise
