@@ -172,6 +172,10 @@ def proxy_contexts(tiny_context):
 
 def make_proxy(name: str):
     cls = registered_proxies()[name]
+    if name == "latency_measured":
+        # Probes timed in 3 rounds, as the default recipe does: with one timing each, a loaded CI machine once
+        # estimated the tiny model's pruned INT8 at 3x its FP32 (0.29 against 0.10 ms).
+        return cls({"target": load_hardware("cpu-openvino"), "probe_rounds": 3})
     return cls({"target": load_hardware("cpu-openvino")} if cls.per_target else {})
 
 
