@@ -21,9 +21,9 @@ from pathlib import Path
 import numpy as np
 
 from autotune.errors import PlanError
+from autotune.latency_table import target_identity
 from autotune.paths import cache_dir
 from autotune.plan import Plan
-from autotune.progress import console
 from autotune.spec import HardwareSpec
 
 OBSERVATIONS_CACHE = "latency-observed"
@@ -34,22 +34,17 @@ ALPHAS = np.logspace(0, 3, 10)
 
 def observations_path(spec: HardwareSpec, architecture: str, channel_multiple: int) -> Path:
     """The file of measured plans for one target setting, architecture and channel rounding (this machine's cache)."""
-    from autotune.latency_table import target_identity
-
     key = hashlib.sha256(f"{target_identity(spec)}|{architecture}|{channel_multiple}".encode()).hexdigest()[:16]
     return cache_dir(OBSERVATIONS_CACHE) / f"{spec.name}-{key}.jsonl"
 
 
 def record_observation(path: Path, plan: Plan, batch_ms: float, origin: str) -> None:
-    """Append one measured plan; a failure to write (a full disk) costs the observation only, never the trial."""
+    """Append one measured plan (the caller decides what a failure to write costs: Evaluator.record_latency)."""
     line = json.dumps({"plan": plan.to_dict(), "batch_ms": batch_ms, "origin": origin, "at": time.time()})
-    try:
-        with path.open("a") as file:
-            file.write("\n" + line + "\n")  # the leading newline ends a record a crash left unfinished
-            file.flush()
-            os.fsync(file.fileno())
-    except OSError as exc:
-        console.print(f"[yellow]latency history: could not record {origin} in {path}: {exc}")
+    with path.open("a") as file:
+        file.write("\n" + line + "\n")  # the leading newline ends a record a crash left unfinished
+        file.flush()
+        os.fsync(file.fileno())
 
 
 def load_observations(path: Path, until: float | None = None) -> list[tuple[Plan, float]]:

@@ -10,6 +10,7 @@ import os
 import random
 from pathlib import Path
 
+import numpy as np
 import optuna
 import pytest
 import torch
@@ -316,3 +317,50 @@ def test_a_layer_a_target_cannot_find_stops_the_run_once_before_any_trial(tmp_pa
     url = f"sqlite:///{tmp_path / 'studies.db'}"
     summaries = {s.study_name: s.n_trials for s in optuna.get_all_study_summaries(url)}
     assert summaries.get("unfindable", 0) == 0  # no proxy trial ran, none failed
+
+
+@pytest.mark.parametrize("name", ["tiny_bert"])  # a depthwise CNN passed too (16 s); the suite is near its budget
+def test_the_latency_proxy_learns_its_correction_on_other_architectures(name, tmp_path, monkeypatch):
+    """A transformer (embeddings, heads pruned whole): its real ONNX Runtime table, plans recorded under its own
+    architecture's file, with a cost per float layer the table's product of ratios does not hold."""
+    import time
+    import types
+
+    from autotune.latency_history import observations_path, record_observation
+    from autotune.latency_table import architecture_key
+    from autotune.proxies.latency_measured import MeasuredLatency
+    from autotune.spec import load_hardware
+
+    monkeypatch.setattr("autotune.latency_history.OBSERVATIONS_CACHE", f"latency-observed-{name}")
+    context = _context(name, tmp_path, monkeypatch)
+    hardware, recovery = load_hardware("cpu-onnxruntime"), context.recovery
+    table_context = types.SimpleNamespace(
+        pruner=recovery.pruner,
+        build=context.build_context(),
+        channel_multiple=recovery.config.channel_multiple,
+        prune_ratios={group.root: group.ratios for group in context.space.groups},
+    )
+    rng = random.Random(1)
+    choices = context.space.choices()
+    plans = {}
+    while len(plans) < 30:
+        plan = context.space.plan_from_params({n: rng.choice(values) for n, values in choices.items()})
+        plans.setdefault(plan.digest(), plan)
+    plans = list(plans.values())
+    table = MeasuredLatency({"target": hardware}).table(table_context)
+
+    def truth(plan):
+        return table.estimate_ms(plan) * np.exp(0.3 * sum(c.bits >= 16 for c in plan.layers.values()))
+
+    path = observations_path(hardware, architecture_key(recovery.pruner.teacher), recovery.config.channel_multiple)
+    for plan in plans[:12]:
+        record_observation(path, plan, truth(plan), f"{name}/full/cpu-onnxruntime#0")
+    proxy = MeasuredLatency({"target": hardware, "learn_from_measured": 8})
+    proxy.history_until = time.time()
+    proxy.table(table_context)
+    assert proxy.learnt_from == 12
+    unseen = plans[12:]
+    measured = np.log([truth(p) for p in unseen])
+    alone = np.abs(np.log([table.estimate_ms(p) for p in unseen]) - measured).mean()
+    corrected = np.abs(np.log([proxy.compute(types.SimpleNamespace(plan=p, **vars(table_context))) for p in unseen]) - measured).mean()
+    assert corrected < 0.5 * alone, (corrected, alone)

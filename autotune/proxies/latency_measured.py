@@ -29,7 +29,6 @@ SETTINGS = {
 # (autotune.latency_history); 0 never.
 COUNTS = {"probe_rounds": (1, 9, 1), "learn_from_measured": (0, 100_000, 0)}  # (least, most, default)
 LEAST_TO_LEARN_FROM = 8
-_NOT_LEARNT = object()
 
 
 class MeasuredLatency(Proxy):
@@ -59,11 +58,24 @@ class MeasuredLatency(Proxy):
         self.target = self.settings["target"]
         self._table: LatencyTable | None = None
         self._correction: LatencyCorrection | None = None
-        self._learnt_until: object = _NOT_LEARNT  # the `history_until` the correction was learnt for
-        # Measurements recorded after this time (epoch s) are not learnt from: a study keeps the correction it
-        # started with when it is resumed (run_search sets it from the study).
-        self.history_until: float | None = None
-        self.learnt_from = 0
+        self._learnt = False
+        self._history_until: float | None = None
+
+    @property
+    def history_until(self) -> float | None:
+        """Measurements recorded after this time (epoch s) are not learnt from: a study keeps the correction it
+        started with when it is resumed (run_search sets it from the study). A new value is learnt again."""
+        return self._history_until
+
+    @history_until.setter
+    def history_until(self, until: float | None) -> None:
+        if until != self._history_until:
+            self._history_until, self._learnt = until, False
+
+    @property
+    def learnt_from(self) -> int:
+        """How many measured plans the correction in use was learnt from (0: the table alone)."""
+        return self._correction.learnt_from if self._correction is not None else 0
 
     def setting(self, key: str):
         """This target's value of `key`: from a table, by the target's name, else by its backend, else the default."""
@@ -87,14 +99,12 @@ class MeasuredLatency(Proxy):
                 self.setting("pruning_precisions"),
                 self.setting("probe_rounds"),
             )
-        if self._learnt_until is _NOT_LEARNT or self._learnt_until != self.history_until:  # first use, or a new cut-off
-            self._correction = self._learn(context, self._table)
-            self._learnt_until = self.history_until
+        if not self._learnt:
+            self._correction, self._learnt = self._learn(context, self._table), True
         return self._table
 
     def _learn(self, context: ProxyContext, table: LatencyTable) -> LatencyCorrection | None:
         least = self.setting("learn_from_measured")
-        self.learnt_from = 0
         if not least:
             return None
         layers = list(table.base.layers)
@@ -103,10 +113,8 @@ class MeasuredLatency(Proxy):
         if len(observed) < least:
             console.print(f"latency on {self.target.name}: the table alone ({len(observed)} measured plans so far, {least} to learn from)")
             return None
-        correction = LatencyCorrection(table.estimate_ms, observed, layers)
-        self.learnt_from = correction.learnt_from
         console.print(f"latency on {self.target.name}: the table corrected from {len(observed)} measured plans ({path.name})")
-        return correction
+        return LatencyCorrection(table.estimate_ms, observed, layers)
 
     def compute(self, context: ProxyContext) -> float:
         estimate = self.table(context).estimate_ms(context.plan)
