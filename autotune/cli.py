@@ -59,13 +59,15 @@ def run(
     trials: int | None = typer.Option(None, help="Override the spec's proxy-trial budget."),
 ) -> None:
     """Run a study: proxy search, promotion, full evaluation on every target, then print the fronts."""
-    from autotune.context import prepare
-    from autotune.pipeline import describe, run_study
-    from autotune.progress import console
     from autotune.spec import load_study_spec
 
     started = time.perf_counter()
-    context = prepare(load_study_spec(spec))
+    study_spec = load_study_spec(spec)  # before the heavy imports: a bad spec is answered at once
+    from autotune.context import prepare
+    from autotune.pipeline import describe, run_study
+    from autotune.progress import console
+
+    context = prepare(study_spec)
     console.print(describe(context))
     run_study(context, trials, started=started)
 
@@ -83,10 +85,12 @@ def cycle(
     trials: int | None = typer.Option(None, help="Override the spec's proxy-trial budget."),
 ) -> None:
     """Run the next cycle of a lineage on a new model version: warm start, search, gates, promotion policy."""
-    from autotune.cycle import run_cycle
     from autotune.spec import load_study_spec
 
-    outcome = run_cycle(load_study_spec(spec), model, version, warm_start_from, cold, trials, "manual", new)
+    study_spec = load_study_spec(spec)  # before the heavy imports: a bad spec is answered at once
+    from autotune.cycle import run_cycle
+
+    outcome = run_cycle(study_spec, model, version, warm_start_from, cold, trials, "manual", new)
     raise typer.Exit(outcome.exit_code)
 
 
@@ -97,9 +101,11 @@ def watch(
 ) -> None:
     """Run as a service: start a warm cycle when a new checkpoint appears, traffic drifts, or the cadence is due."""
     from autotune.spec import load_study_spec
+
+    study_spec = load_study_spec(spec)  # before the heavy imports: a bad spec is answered at once
     from autotune.watch import Watcher
 
-    raise typer.Exit(Watcher(load_study_spec(spec)).serve(once=once))
+    raise typer.Exit(Watcher(study_spec).serve(once=once))
 
 
 def _lineage_storage(lineage: str, storage: str | None):
@@ -259,10 +265,9 @@ def front(
     import optuna
 
     from autotune.errors import AutotuneError
-    from autotune.evaluate import measured_study_name
     from autotune.progress import console
     from autotune.report import front_table, replay_table
-    from autotune.studies import find_study_names, storage_for
+    from autotune.studies import find_study_names, measured_study_name, storage_for
 
     name, url = _storage_url(study, storage)
     backend = storage_for(url)

@@ -20,7 +20,6 @@ from autotune import deploy
 from autotune.alerts import send_alert
 from autotune.context import prepare
 from autotune.errors import SpecError
-from autotune.evaluate import measured_study_name
 from autotune.identity import study_identity
 from autotune.lineage import Lineage, now
 from autotune.pipeline import describe, run_study
@@ -29,7 +28,7 @@ from autotune.progress import console
 from autotune.promotion import Candidate
 from autotune.replay import ReplayComparison, load_recording, output_histogram
 from autotune.spec import StudySpec
-from autotune.studies import storage_for
+from autotune.studies import measured_study_name, storage_for
 from autotune.warm_start import LayersDiffer, WarmStartPlan, deployed_plans, plans_from, recipe_plans, resolve_source
 from autotune.workloads import load_workload
 from autotune.workloads.base import with_checkpoint

@@ -15,9 +15,9 @@ from optuna.artifacts import FileSystemArtifactStore, download_artifact
 from optuna.trial import TrialState
 
 from autotune.errors import AutotuneError
-from autotune.evaluate import measured_study_name
 from autotune.lineage import Lineage, lineages, now, whoami
 from autotune.plan import Plan
+from autotune.studies import measured_study_name
 
 COMPARED = ("drop_pts", "latency_p50_ms", "batch_latency_p50_ms", "latency_p95_ms", "size_mb", "cost_per_million", "ece")
 

@@ -34,7 +34,7 @@ from autotune.promotion import Candidate
 from autotune.quality import class_accuracy, expected_calibration_error, fit_temperature
 from autotune.search_space import PARAMS_ENCODING, measured_distributions, measured_params
 from autotune.spec import HardwareSpec
-from autotune.studies import check_params_encoding, fail_interrupted_trials, open_study
+from autotune.studies import check_params_encoding, fail_interrupted_trials, measured_study_name, open_study
 from autotune.targets import Target, make_target
 
 
@@ -42,10 +42,6 @@ def measured_metrics(metric_name: str, hardware: HardwareSpec) -> list[str]:
     """Objectives of a measured study: the metric's drop vs FP32 (points, whatever its direction), the latency the
     hardware file chooses (p50 at its latency or its throughput batch), size."""
     return [f"{metric_name}_drop_pts", hardware.latency_metric, "size_mb"]
-
-
-def measured_study_name(study_name: str, target_name: str) -> str:
-    return f"{study_name}/full/{target_name}"
 
 
 def tool_versions() -> dict[str, str]:

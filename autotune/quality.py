@@ -10,7 +10,6 @@ import numpy as np
 import torch
 from scipy.optimize import minimize_scalar
 from torch.nn import functional as F
-from torchmetrics.functional.classification import multiclass_calibration_error
 
 ECE_BINS = 15
 
@@ -28,6 +27,9 @@ def class_accuracy(logits, labels) -> dict[str, float]:
 
 def expected_calibration_error(logits, labels, temperature: float = 1.0) -> float:
     """Top-label ECE with 15 equal-width confidence bins (torchmetrics), after dividing logits by `temperature`."""
+    # Imported here: torchmetrics imports its whole tree (transformers, matplotlib), 3.5 s of every command's start.
+    from torchmetrics.functional.classification import multiclass_calibration_error
+
     scores, truth = _tensors(logits, labels)
     probabilities = F.softmax(scores / temperature, dim=-1)
     return float(multiclass_calibration_error(probabilities, truth, num_classes=scores.shape[-1], n_bins=ECE_BINS))

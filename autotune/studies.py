@@ -13,6 +13,11 @@ from autotune.paths import workspace
 FINISHED = (TrialState.COMPLETE, TrialState.FAIL, TrialState.PRUNED)
 
 
+def measured_study_name(study_name: str, target_name: str) -> str:
+    """The study holding a study's full evaluations on one target."""
+    return f"{study_name}/full/{target_name}"
+
+
 def storage_for(url: str) -> optuna.storages.BaseStorage:
     # Our progress bars report trials and failures; Optuna would log a traceback per failed trial.
     optuna.logging.set_verbosity(optuna.logging.ERROR)

@@ -18,11 +18,12 @@ import numpy as np
 import optuna
 
 from autotune.context import prepare
-from autotune.evaluate import measured_study_name, trial_key
+from autotune.evaluate import trial_key
 from autotune.latency_history import LatencyCorrection, plan_features
 from autotune.plan import Plan
 from autotune.scoring import ProxyScorer
 from autotune.spec import load_study_spec
+from autotune.studies import measured_study_name
 from benchmarks.metrics import spearman
 from benchmarks.pages import quiet_libraries, write_page
 

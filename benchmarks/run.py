@@ -29,14 +29,14 @@ from optuna.artifacts import FileSystemArtifactStore, download_artifact
 from optuna.trial import TrialState
 
 from autotune.context import prepare
-from autotune.evaluate import Evaluator, measured_study_name, tool_versions, trial_key
+from autotune.evaluate import Evaluator, tool_versions, trial_key
 from autotune.pareto import hypervolume, nondominated_ranks
 from autotune.plan import HALF_PRECISION_BITS, LayerChoice, Plan
 from autotune.progress import console
 from autotune.promotion import Candidate, reference_candidates
 from autotune.scoring import ProxyScorer
 from autotune.spec import ACTIVATIONS, load_proxy_recipe, load_study_spec
-from autotune.studies import storage_for
+from autotune.studies import measured_study_name, storage_for
 from autotune.targets import make_target
 from benchmarks import methods
 from benchmarks.metrics import (

@@ -2,6 +2,7 @@
 
 import math
 
+import numpy as np
 import pytest
 
 from autotune.latency_table import PROBE_PRUNE, LatencyTable
@@ -158,11 +159,16 @@ def test_probes_timed_in_interleaved_rounds_are_the_median_of_each_plan_s_timing
     rounds = LatencyTable(load_hardware("cpu-onnxruntime"), tiny_context.recovery.pruner, tiny_context.build_context(), 8, probe_rounds=2)
     assert rounds.probe_rounds == 2 and rounds.estimate_ms(rounds.base) == pytest.approx(rounds.base_ms)
     assert set(rounds.log_ratios) == set(table.log_ratios) and set(rounds.log_prune_ratios) == set(table.log_prune_ratios)
-    # The same probes, timed apart: the two tables agree on what they cost within the machine's noise. Typically, not
-    # each: the one-round table's single timing of a probe ran 3x its base in one CI run beside other tests (the
-    # drift rounds are there to absorb).
-    differences = [abs(rounds.log_ratios[key] - log_ratio) for key, log_ratio in table.log_ratios.items()]
-    assert sorted(differences)[len(differences) // 2] < 0.5, differences
+    # The same probes, timed apart, agree on how the probes compare within the machine's noise. Compared after the
+    # common offset is taken out: the one-round table's base is one timing, and on a loaded CI machine one such timing
+    # ran 1.8x its usual (every difference 0.55-0.77 in log), as one probe's ran 3x in another run.
+    differences = np.array([rounds.log_ratios[key] - log_ratio for key, log_ratio in table.log_ratios.items()])
+    spread = np.abs(differences - np.median(differences))
+    assert np.median(spread) < 0.5, differences
+    # Each ratio is its probe's median over the rounds against the base's.
+    for (name, bits), log_ratio in rounds.log_ratios.items():
+        probe = Plan(dict(rounds.base.layers) | {name: LayerChoice(bits)})
+        assert log_ratio == pytest.approx(np.log(rounds.measured_ms(probe) / rounds.base_ms))
 
 
 def test_probe_rounds_out_of_range_is_refused_naming_the_field(tmp_path):
