@@ -3,7 +3,7 @@ VENV ?= .venv
 SUDO := $(shell [ "$$(id -u)" -eq 0 ] || echo sudo)
 FASHION_MNIST := /usr/share/datasets/fashion-mnist/t10k-images-idx3-ubyte.gz
 
-.PHONY: setup demo test lint benchmark benchmark-minilm benchmark-quick benchmark-targets benchmark-proxy benchmark-warm-start benchmark-calibration benchmark-samplers benchmark-fidelity benchmark-latency-fidelity benchmark-cycle benchmark-recovery-precision benchmark-recovery-learning-rate benchmark-onnxruntime-reduce-range benchmark-latency-correction dashboard
+.PHONY: setup demo test lint benchmark benchmark-minilm benchmark-quick benchmark-targets benchmark-proxy benchmark-warm-start benchmark-calibration benchmark-samplers benchmark-fidelity benchmark-latency-fidelity benchmark-cycle benchmark-recovery-precision benchmark-recovery-learning-rate benchmark-recovery-steps benchmark-onnxruntime-reduce-range benchmark-latency-correction dashboard
 
 setup: $(VENV)/.installed $(FASHION_MNIST)
 
@@ -83,6 +83,10 @@ benchmark-recovery-precision: setup
 # Writes docs/recovery-learning-rate.md: the same pruned plans recovered at two learning rates, built and scored.
 benchmark-recovery-learning-rate: setup
 	$(VENV)/bin/python -m benchmarks.recovery_recipe --study fashion-cnn --field learning_rate --values 0.001 0.003 --plans 16
+
+# Writes docs/recovery-full-steps.md: the same pruned plans recovered with 600 and 300 distillation steps, built and scored.
+benchmark-recovery-steps: setup
+	$(VENV)/bin/python -m benchmarks.recovery_recipe --study fashion-cnn --field full_steps --values 600 300 --plans 12
 
 # Writes docs/onnxruntime-reduce-range.md: ONNX Runtime INT8 with 8-bit and 7-bit weights, the same models scored and timed.
 benchmark-onnxruntime-reduce-range: setup

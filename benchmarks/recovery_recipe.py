@@ -1,12 +1,14 @@
 """Two or more recovery recipes compared on the same pruned plans: each plan recovered with every value of one field
-of the study's recovery recipe (learning rate, precision, ...) at the study's full budget, built for every target of
-the study and scored on the whole validation set, with each recovery's seconds.
+of the study's recovery recipe (learning rate, precision, ...) at the study's full budget, or with each budget
+(`full_steps`: the distillation steps of a full evaluation), built for every target of the study and scored on the
+whole validation set, with each recovery's seconds.
 
 Plans: the uniform sweep (INT8, 0.1 ... 0.7) and random plans of the search space, pruned ones only. A plan's
 recoveries run back to back in a fresh workspace (no cached state), their order rotating from plan to plan.
 
 Run: `python -m benchmarks.recovery_recipe --field learning_rate --values 0.001 0.003 [--study fashion-cnn]
-[--plans 16]` (writes docs/recovery-<field>.md; one study per run, a section each).
+[--plans 16]` (writes docs/recovery-<field>.md; one study per run, a section each); `--field full_steps --values 600 300`
+compares budgets.
 """
 
 from __future__ import annotations
@@ -31,6 +33,7 @@ from benchmarks.run import machine
 
 # What a recipe may vary: not the device (results equal up to float noise) nor the channel multiple (a model's identity).
 FIELDS = tuple(f.name for f in dataclasses.fields(RecoveryConfig) if f.name not in ("device", "channel_multiple"))
+STEPS = "full_steps"  # the study's budget, not a RecoveryConfig field: each value is a number of distillation steps
 
 
 def compared_plans(context, count: int) -> list:
@@ -46,6 +49,8 @@ def compared_plans(context, count: int) -> list:
 
 def parse_value(field: str, text: str):
     """A value for `field`, typed like the recipe's own (`--values 0.001 0.003` for the learning rate)."""
+    if field == STEPS:
+        return int(text)
     default = getattr(RecoveryConfig(), field)
     return type(default)(text)
 
@@ -56,10 +61,14 @@ def measure(study: str, count: int, field: str, values: list, base_overrides: di
         spec = load_study_spec(study)
         recovery = dataclasses.replace(spec.recovery, **(base_overrides or {}))
         context = prepare(dataclasses.replace(spec, recovery=recovery))
-        recoveries = [
-            Recovery(context.workload, dataclasses.replace(context.recovery.config, **{field: value}), context.recovery.teacher)
-            for value in values
-        ]
+        if field == STEPS:  # one recipe, each budget (the cosine schedule spans each budget whole)
+            recoveries, steps = [context.recovery] * len(values), list(values)
+        else:
+            recoveries = [
+                Recovery(context.workload, dataclasses.replace(context.recovery.config, **{field: value}), context.recovery.teacher)
+                for value in values
+            ]
+            steps = [spec.recovery.full_steps] * len(values)
         workload = context.workload
         labels = workload.validation.labels_numpy()
         targets = [make_target(h) for h in spec.targets]
@@ -70,7 +79,7 @@ def measure(study: str, count: int, field: str, values: list, base_overrides: di
             for position in [*range(shift, len(values)), *range(shift)]:
                 label = str(values[position])
                 started = time.perf_counter()
-                model = recoveries[position].recovered(plan, spec.recovery.full_steps)
+                model = recoveries[position].recovered(plan, steps[position])
                 row[f"{label}.recovery_s"] = time.perf_counter() - started
                 for target in targets:
                     with tempfile.TemporaryDirectory() as folder:
@@ -85,7 +94,7 @@ def measure(study: str, count: int, field: str, values: list, base_overrides: di
         "labels": [str(v) for v in values],
         "base": dataclasses.asdict(context.recovery.config),
         "targets": [t.name for t in spec.targets],
-        "steps": spec.recovery.full_steps,
+        "steps": spec.recovery.full_steps if field != STEPS else None,
         "metric": workload.metric_name,
     }
 
@@ -148,10 +157,11 @@ def section(study: str, found: dict, note: str = "") -> list[str]:
     baseline, others = found["labels"][0], found["labels"][1:]
     base = found["base"]
     recipe = ", ".join(f"{k} {base[k]}" for k in ("batch_size", "learning_rate", "precision") if k != found["field"])
+    budget = f"{found['steps']} distillation steps each" if found["steps"] else "distillation steps"
     lines = [
         f"## {study}",
         "",
-        f"{len(found['rows'])} pruned plans, {found['steps']} distillation steps each ({recipe}), `{found['field']}` "
+        f"{len(found['rows'])} pruned plans, {budget} ({recipe}), `{found['field']}` "
         f"{' vs '.join(found['labels'])}, measured {time.strftime('%Y-%m-%d %H:%M UTC', time.gmtime())} on "
         f"{machine()['cpu']} ({machine()['cores']} cores).{note}",
         "",
@@ -177,7 +187,7 @@ def header(field: str) -> list[str]:
 def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--study", default="fashion-cnn")
-    parser.add_argument("--field", required=True, choices=sorted(FIELDS))
+    parser.add_argument("--field", required=True, choices=sorted((*FIELDS, STEPS)))
     parser.add_argument("--values", nargs="+", required=True, help="the first is the baseline the others are compared with")
     parser.add_argument("--plans", type=int, default=16)
     parser.add_argument("--out", default=None, help="default docs/recovery-<field>.md")
@@ -188,6 +198,8 @@ def main(argv: list[str] | None = None) -> None:
     values = [parse_value(args.field, v) for v in args.values]
     if args.field == "precision" and not set(values) <= {"f32", "bf16"}:
         parser.error(f"--values: {values}: a recovery runs in 'f32' or 'bf16'")
+    if args.field == STEPS and min(values) < 1:
+        parser.error(f"--values: {values}: a budget is at least 1 step")
     found = measure(args.study, args.plans, args.field, values)
     out = Path(args.out or f"docs/recovery-{args.field.replace('_', '-')}.md")
     write_study_section(out, header(args.field), args.study, section(args.study, found))

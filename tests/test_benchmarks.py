@@ -264,3 +264,26 @@ def test_onnxruntime_reduce_range_builds_the_same_models_both_ways_and_writes_it
     assert "| cpu-onnxruntime | " in page
     rows = [line for line in page.splitlines() if line.startswith("| `")]
     assert len(rows) == 2 and all(line.rstrip().endswith("x |") for line in rows)
+
+
+def test_recovery_budgets_are_compared_on_the_same_plans_each_with_its_own_step_count(tiny_workload, tmp_path):
+    """`full_steps` is the study's budget, not a recovery-recipe field: each value recovers every plan with that many
+    steps, in a workspace of its own."""
+    import os
+
+    from benchmarks.recovery_recipe import main
+
+    home = os.environ["AUTOTUNE_HOME"]
+    before = sorted((Path(home) / "cache").rglob("*"))
+    out = tmp_path / "recovery-full-steps.md"
+    main(["--study", "fashion-cnn-tiny", "--field", "full_steps", "--values", "40", "10", "--plans", "2", "--out", str(out)])
+    assert sorted((Path(home) / "cache").rglob("*")) == before
+    page = out.read_text()
+    assert "2 pruned plans, distillation steps (" in page and "`full_steps` 40 vs 10" in page
+    assert "| cpu-openvino | " in page and "s with 40, " in page
+    rows = [line for line in page.splitlines() if line.startswith("| `")]
+    assert len(rows) == 2
+    seconds = [[float(cell) for cell in line.rstrip(" |").split("|")[-2:]] for line in rows]
+    assert all(value > 0 for pair in seconds for value in pair)
+    with pytest.raises(SystemExit):
+        main(["--study", "fashion-cnn-tiny", "--field", "full_steps", "--values", "40", "0"])
