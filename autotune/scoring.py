@@ -115,7 +115,7 @@ class ProxyScorer:
             channel_multiple=self.context.recovery.config.channel_multiple,
             pruner=self.context.recovery.pruner,
             build=self.context.build_context(),
-            prune_ratios={group.root: group.ratios for group in self.context.space.groups},
+            prune_ratios=self.context.space.prune_ratios(),
             device=recovery.config.device,
             batchnorm_from_calibration=from_calibration,
             channels_last=self.channels_last,

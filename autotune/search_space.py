@@ -150,6 +150,23 @@ class SearchSpace:
         params |= {f"{group.root}.prune": group.value_of(prune) for group in self.groups}
         return self.plan_from_params(params)
 
+    def prune_ratios(self) -> dict[str, tuple[float, ...]]:
+        """Per pruning group (by its root layer), the ratios searched: the widths a latency table probes."""
+        return {group.root: group.ratios for group in self.groups}
+
+    def random_plans(self, count: int, seed: int) -> list[Plan]:
+        """Up to `count` distinct plans, each parameter drawn uniformly and independently (fewer where the space holds
+        fewer)."""
+        rng = np.random.default_rng(seed)
+        choices = self.choices()
+        plans: dict[str, Plan] = {}
+        for _ in range(count * 50):
+            if len(plans) == count:
+                break
+            plan = self.plan_from_params({name: values[rng.integers(len(values))] for name, values in choices.items()})
+            plans.setdefault(plan.digest(), plan)
+        return list(plans.values())
+
     def size(self) -> int:
         """Distinct plans: bit choices times distinct pruned widths."""
         total = 1

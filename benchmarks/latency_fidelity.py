@@ -29,7 +29,6 @@ from autotune.latency_history import LatencyCorrection, load_observations, obser
 from autotune.latency_table import architecture_key, time_in_rounds, timing_context
 from autotune.plan import LayerChoice, Plan
 from autotune.spec import MeasureSettings, load_hardware, load_study_spec
-from benchmarks import methods
 from benchmarks.fidelity import DEFAULT, FORMER, corrected_table, fitted_latency, plan_interval, scorer_for
 from benchmarks.metrics import spearman
 from benchmarks.pages import quiet_libraries, write_page
@@ -56,7 +55,7 @@ VARIANTS = {  # key: (label, `[latency_measured]` settings)
 
 def sample_plans(context: StudyContext, count: int, seed: int) -> dict[str, Plan]:
     """`count` distinct plans: half uniform over the space, half all-INT8 (where a layer allows 8) with random pruning."""
-    plans = {p.digest(): p for p in methods.random_plans(context, count // 2, seed)}
+    plans = {p.digest(): p for p in context.space.random_plans(count // 2, seed)}
     rng = np.random.default_rng(seed + 1)
     choices = context.space.choices()
     allowed = {layer.name: layer.bits for layer in context.space.layers}
@@ -89,7 +88,7 @@ def table_context(context: StudyContext) -> types.SimpleNamespace:
         pruner=context.recovery.pruner,
         build=context.build_context(),
         channel_multiple=context.recovery.config.channel_multiple,
-        prune_ratios={group.root: group.ratios for group in context.space.groups},
+        prune_ratios=context.space.prune_ratios(),
     )
 
 

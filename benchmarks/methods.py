@@ -35,19 +35,6 @@ def sweep_plans(context: StudyContext, ratios=SWEEP_RATIOS) -> list[Plan]:
     return list(plans.values())
 
 
-def random_plans(context: StudyContext, count: int, seed: int) -> list[Plan]:
-    """`count` distinct plans drawn uniformly (each parameter independently) from the search space."""
-    rng = np.random.default_rng(seed)
-    choices = context.space.choices()
-    plans: dict[str, Plan] = {}
-    for _ in range(count * 50):
-        if len(plans) == count:
-            break
-        plan = context.space.plan_from_params({name: values[rng.integers(len(values))] for name, values in choices.items()})
-        plans.setdefault(plan.digest(), plan)
-    return list(plans.values())
-
-
 def autotune_plans(
     context: StudyContext,
     scorer: ProxyScorer,

@@ -39,7 +39,7 @@ STEPS = "full_steps"  # the study's budget, not a RecoveryConfig field: each val
 def compared_plans(context, count: int) -> list:
     """The sweep first, then random plans, keeping only plans that prune (an unpruned plan is not recovered)."""
     pruned = [p for p in methods.sweep_plans(context) if context.recovery.pruner.group_ratios(p)]
-    for plan in methods.random_plans(context, 4 * count, seed=7):
+    for plan in context.space.random_plans(4 * count, seed=7):
         if len(pruned) >= count:
             break
         if context.recovery.pruner.group_ratios(plan) and plan.digest() not in {p.digest() for p in pruned}:

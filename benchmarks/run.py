@@ -183,14 +183,14 @@ class Benchmark:
                     self.phases[f"s{seed}"] = phases
             if "random" in config.compared:
                 console.rule(f"random search, seed {seed}")
-                self.evaluate("random", f"s{seed}", methods.random_plans(self.context, config.evaluations, 1000 + seed))
+                self.evaluate("random", f"s{seed}", self.context.space.random_plans(config.evaluations, 1000 + seed))
         if "sweep" in config.compared:
             console.rule("uniform sweep")
             self.evaluate("sweep", "-", methods.sweep_plans(self.context, config.sweep))
         self.evaluate_runtime_defaults()
         if config.reference_evaluations and "reference" in config.compared:
             console.rule(f"reference front ({config.reference_evaluations} random plans + the sweep)")
-            plans = methods.random_plans(self.context, config.reference_evaluations, 99) + methods.sweep_plans(self.context)
+            plans = self.context.space.random_plans(config.reference_evaluations, 99) + methods.sweep_plans(self.context)
             self.evaluate("reference", "-", plans)
 
     def evaluate_runtime_defaults(self) -> None:

@@ -11,6 +11,7 @@ from pathlib import Path
 import pytest
 
 REPO = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(REPO))  # the benchmarks package: its tests, and helpers the tests share with it
 
 
 @pytest.fixture(scope="session", autouse=True)

@@ -330,24 +330,14 @@ def test_the_latency_proxy_learns_its_correction_on_other_architectures(name, tm
     from autotune.latency_table import architecture_key
     from autotune.proxies.latency_measured import MeasuredLatency
     from autotune.spec import load_hardware
+    from benchmarks.latency_fidelity import table_context
 
     monkeypatch.setattr("autotune.latency_history.OBSERVATIONS_CACHE", f"latency-observed-{name}")
     context = _context(name, tmp_path, monkeypatch)
     hardware, recovery = load_hardware("cpu-onnxruntime"), context.recovery
-    table_context = types.SimpleNamespace(
-        pruner=recovery.pruner,
-        build=context.build_context(),
-        channel_multiple=recovery.config.channel_multiple,
-        prune_ratios={group.root: group.ratios for group in context.space.groups},
-    )
-    rng = random.Random(1)
-    choices = context.space.choices()
-    plans = {}
-    while len(plans) < 30:
-        plan = context.space.plan_from_params({n: rng.choice(values) for n, values in choices.items()})
-        plans.setdefault(plan.digest(), plan)
-    plans = list(plans.values())
-    table = MeasuredLatency({"target": hardware}).table(table_context)
+    proxy_context = table_context(context)
+    plans = context.space.random_plans(30, seed=1)
+    table = MeasuredLatency({"target": hardware}).table(proxy_context)
 
     def truth(plan):
         return table.estimate_ms(plan) * np.exp(0.3 * sum(c.bits >= 16 for c in plan.layers.values()))
@@ -357,10 +347,10 @@ def test_the_latency_proxy_learns_its_correction_on_other_architectures(name, tm
         record_observation(path, plan, truth(plan), f"{name}/full/cpu-onnxruntime#0")
     proxy = MeasuredLatency({"target": hardware, "learn_from_measured": 8})
     proxy.history_until = time.time()
-    proxy.table(table_context)
+    proxy.table(proxy_context)
     assert proxy.learnt_from == 12
     unseen = plans[12:]
     measured = np.log([truth(p) for p in unseen])
     alone = np.abs(np.log([table.estimate_ms(p) for p in unseen]) - measured).mean()
-    corrected = np.abs(np.log([proxy.compute(types.SimpleNamespace(plan=p, **vars(table_context))) for p in unseen]) - measured).mean()
+    corrected = np.abs(np.log([proxy.compute(types.SimpleNamespace(plan=p, **vars(proxy_context))) for p in unseen]) - measured).mean()
     assert corrected < 0.5 * alone, (corrected, alone)

@@ -4,14 +4,12 @@ the figures it reports come from tested pieces (hypervolume curves, bootstrap in
 from __future__ import annotations
 
 import json
-import sys
 from pathlib import Path
 
 import numpy as np
 import pytest
 
 REPO = Path(__file__).resolve().parent.parent
-sys.path.insert(0, str(REPO))
 
 
 def test_quick_benchmark_runs_and_writes_its_files(tiny_workload, tmp_path):
@@ -203,7 +201,6 @@ def test_latency_fidelity_ranks_table_variants_against_plans_timed_in_rounds(tin
     from autotune.latency_history import observations_path, record_observation
     from autotune.latency_table import architecture_key
     from autotune.spec import load_hardware
-    from benchmarks import methods
     from benchmarks.latency_fidelity import main
 
     # What an earlier run recorded: 10 plans of the whole space, measured (here: the 1 + their kept work, in ms).
@@ -212,7 +209,7 @@ def test_latency_fidelity_ranks_table_variants_against_plans_timed_in_rounds(tin
         load_hardware("cpu-onnxruntime"), architecture_key(recovery.pruner.teacher), recovery.config.channel_multiple
     ).name
     records.parent.mkdir()
-    for plan in methods.random_plans(tiny_context, 10, seed=3):
+    for plan in tiny_context.space.random_plans(10, seed=3):
         record_observation(records, plan, 1.0 + sum(1 - c.prune for c in plan.layers.values()), "earlier#0")
     out = tmp_path / "latency-fidelity.md"
     main(["--study", "fashion-cnn-tiny", "--plans", "22", "--rounds", "2", "--round-seconds", "0.02",

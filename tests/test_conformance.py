@@ -165,7 +165,7 @@ def proxy_contexts(tiny_context):
             channel_multiple=tiny_context.recovery.config.channel_multiple,
             pruner=tiny_context.recovery.pruner,
             build=tiny_context.build_context(),
-            prune_ratios={group.root: group.ratios for group in tiny_context.space.groups},  # as the scorer passes them
+            prune_ratios=tiny_context.space.prune_ratios(),  # as the scorer passes them
         )
 
     return context_for

@@ -12,36 +12,16 @@ from autotune.latency_table import architecture_key
 from autotune.plan import Plan
 from autotune.proxies.latency_measured import MeasuredLatency
 from autotune.spec import load_hardware
-
-
-def random_plans(context, count: int, seed: int) -> list[Plan]:
-    rng = np.random.default_rng(seed)
-    choices = context.space.choices()
-    plans = {}
-    while len(plans) < count:
-        plan = context.space.plan_from_params(
-            {name: values[rng.integers(len(values))] for name, values in choices.items()}
-        )
-        plans.setdefault(plan.digest(), plan)
-    return list(plans.values())
+from benchmarks.latency_fidelity import table_context
 
 
 def float_layers(plan: Plan) -> int:
     return sum(choice.bits >= 16 for choice in plan.layers.values())
 
 
-def table_context(context) -> types.SimpleNamespace:
-    return types.SimpleNamespace(
-        pruner=context.recovery.pruner,
-        build=context.build_context(),
-        channel_multiple=context.recovery.config.channel_multiple,
-        prune_ratios={group.root: group.ratios for group in context.space.groups},
-    )
-
-
 def test_observations_keep_each_plan_s_median_skip_broken_lines_and_stop_at_until(tmp_path, tiny_context):
     path = tmp_path / "observed.jsonl"
-    first, second = random_plans(tiny_context, 2, seed=0)
+    first, second = tiny_context.space.random_plans(2, seed=0)
     for ms in (3.0, 1.0, 2.0):
         record_observation(path, first, ms, "s#0")
     record_observation(path, second, 5.0, "s#1")
@@ -83,7 +63,7 @@ def test_a_correction_learns_a_cost_the_estimate_misses_and_shrinks_to_it_withou
     the ranking of nothing."""
     from scipy.stats import spearmanr
 
-    plans = random_plans(tiny_context, 60, seed=1)
+    plans = tiny_context.space.random_plans(60, seed=1)
     layers = list(plans[0].layers)
     rng = np.random.default_rng(0)
     estimate = {p.digest(): float(np.exp(rng.normal(0, 0.05))) for p in plans}  # blind to float layers
@@ -113,7 +93,7 @@ def test_the_latency_proxy_learns_from_what_full_evaluations_recorded_until_its_
     assert proxy._correction is None and proxy.learnt_from == 0  # nothing measured yet in this workspace
 
     path = observations_path(hardware, architecture_key(context.pruner.teacher), context.channel_multiple)
-    plans = random_plans(tiny_context, 40, seed=2)
+    plans = tiny_context.space.random_plans(40, seed=2)
     truth = {p.digest(): table.estimate_ms(p) * np.exp(0.3 * float_layers(p)) for p in plans}
     before = time.time()
     for plan in plans[:12]:
@@ -204,5 +184,5 @@ def test_a_record_that_cannot_be_written_costs_the_record_only(tiny_context, tmp
     (workspace / "cache" / "blocked-records").write_text("a file where the folder should be")
     monkeypatch.setattr("autotune.latency_history.OBSERVATIONS_CACHE", "blocked-records")
     evaluator = Evaluator(tiny_context, storage_for(f"sqlite:///{tmp_path / 'x.db'}"), tmp_path / "artifacts")
-    plan = random_plans(tiny_context, 1, seed=4)[0]
+    plan = tiny_context.space.random_plans(1, seed=4)[0]
     evaluator.record_latency(load_hardware("cpu-onnxruntime"), plan, 1.0, "x/full/cpu-onnxruntime#0")  # warns, no raise

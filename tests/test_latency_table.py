@@ -85,7 +85,7 @@ def test_bases_per_precision_on_a_target_with_one_float_precision_per_model(tiny
 
 @pytest.fixture(scope="module")
 def fine_table(tiny_context):
-    ratios = {group.root: group.ratios for group in tiny_context.space.groups}
+    ratios = tiny_context.space.prune_ratios()
     return LatencyTable(
         load_hardware("cpu-onnxruntime"), tiny_context.recovery.pruner, tiny_context.build_context(), 8,
         pruning_probes="every_width", prune_ratios=ratios, pruning_precisions="every",
@@ -109,7 +109,7 @@ def test_every_width_at_every_precision_estimates_each_probe_as_measured(fine_ta
 
 def test_summed_deltas_add_each_change_s_measured_time(tiny_context, fine_table):
     """`sum` adds each layer's measured time delta instead of multiplying ratios: many float layers do not compound."""
-    ratios = {group.root: group.ratios for group in tiny_context.space.groups}
+    ratios = tiny_context.space.prune_ratios()
     table = LatencyTable(
         load_hardware("cpu-onnxruntime"), tiny_context.recovery.pruner, tiny_context.build_context(), 8,
         prune_ratios=ratios, composition="sum",
@@ -141,7 +141,7 @@ def test_every_width_over_the_probe_budget_falls_back_to_half_width(tiny_context
     import autotune.latency_table as latency_table
 
     monkeypatch.setattr(latency_table, "PRUNING_PROBE_BUDGET", 0)
-    ratios = {group.root: group.ratios for group in tiny_context.space.groups}
+    ratios = tiny_context.space.prune_ratios()
     table = LatencyTable(
         load_hardware("cpu-onnxruntime"), tiny_context.recovery.pruner, tiny_context.build_context(), 8,
         pruning_probes="every_width", prune_ratios=ratios,
