@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import dataclasses
 import gc
+import logging
 import math
 import subprocess
 import sys
@@ -195,7 +196,10 @@ class Wide(nn.Module):
         return self.down(F.relu(self.up(x)))
 
 
-def test_memory_stays_flat_across_twenty_builds(tmp_path):
+def test_memory_stays_flat_across_twenty_builds(tmp_path, monkeypatch):
+    # Once something earlier in a session turns torch's structured trace on, each export logs DEBUG records whose
+    # arguments hold the traced tensors, and pytest keeps every record of a test: 8 MB per build that no user run keeps.
+    monkeypatch.setattr(logging.getLogger("torch.__trace"), "disabled", True)
     torch.manual_seed(0)
     model, io, inputs = Wide().eval(), ModelIO(), torch.randn(4, 1024)
     context = BuildContext(index_model(model, io, inputs[:2]), io, inputs)
