@@ -167,8 +167,7 @@ def run_cycle(
             # Stopped (SIGTERM, Ctrl-C): resumed by the next cycle or watch. Failed: waits for a new trigger.
             status = "interrupted" if isinstance(exc, KeyboardInterrupt) else "failed"
             record |= {"status": status, "stopped": now(), "why": f"{type(exc).__name__}: {exc}"[:300]}
-            lineage.save_cycle(record)
-            lineage.log(f"cycle {status}", cycle=number, why=record["why"])
+            _record_stop(spec, lineage, record)
             raise
         record |= {
             "status": "finished",
@@ -180,6 +179,21 @@ def run_cycle(
         lineage.save_cycle(record)
         lineage.log("cycle finished", cycle=number, regressions=len(outcome.regressions), promoted=record["promoted"])
     return outcome
+
+
+def _record_stop(spec: StudySpec, lineage: Lineage, record: dict) -> None:
+    """Record why a cycle stopped. A stop that lands inside a storage write can leave that storage's connection
+    unusable, so a failed write is retried once on a new connection."""
+    for attempt in range(2):
+        try:
+            lineage.save_cycle(record)
+            lineage.log(f"cycle {record['status']}", cycle=record["cycle"], why=record["why"])
+            return
+        except Exception as exc:
+            if attempt:
+                raise
+            console.print(f"[yellow]{spec.name}: recording the stop failed ({type(exc).__name__}: {exc}); retrying")
+            lineage = Lineage(storage_for(spec.storage), spec.name)
 
 
 def _versions(outcome: CycleOutcome) -> list[dict]:

@@ -57,3 +57,14 @@ def autotune_cli(*args: str, cwd: Path | None = None, env: dict | None = None) -
         text=True,
         timeout=600,
     )
+
+
+def quick_measurement_hardware(folder: Path, seconds: float = 0.1) -> None:
+    """Copies of the built-in CPU hardware files in `folder`'s catalogue (looked up first) whose full evaluations
+    time each batch for `seconds` instead of at least 1 s: for tests of the workflow, not of the timings."""
+    (folder / "hardware").mkdir(exist_ok=True)
+    for name in ("cpu-openvino", "cpu-onnxruntime"):
+        text = (REPO / "hardware" / f"{name}.toml").read_text()
+        assert "min_seconds = 1.0" in text and "min_repeats = 100" in text, name
+        quick = text.replace("min_seconds = 1.0", f"min_seconds = {seconds}").replace("min_repeats = 100", "min_repeats = 20")
+        (folder / "hardware" / f"{name}.toml").write_text(quick)

@@ -14,7 +14,7 @@ import numpy as np
 import optuna
 import pytest
 import torch
-from conftest import autotune_cli
+from conftest import autotune_cli, quick_measurement_hardware
 from optuna.trial import TrialState
 
 TESTS = Path(__file__).resolve().parent
@@ -63,6 +63,7 @@ def write_study(folder: Path, name: str, output: str, kinds: tuple[str, ...]) ->
     (folder / "search_spaces" / f"{name}.toml").write_text(space)
     spec = folder / "studies" / f"{name}.toml"
     spec.write_text(STUDY.format(name=name, db=folder / "studies.db"))
+    quick_measurement_hardware(folder)
     return spec
 
 

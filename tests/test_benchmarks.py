@@ -213,13 +213,13 @@ def test_latency_fidelity_ranks_table_variants_against_plans_timed_in_rounds(tin
         record_observation(records, plan, 1.0 + sum(1 - c.prune for c in plan.layers.values()), "earlier#0")
     out = tmp_path / "latency-fidelity.md"
     main(["--study", "fashion-cnn-tiny", "--plans", "22", "--rounds", "2", "--round-seconds", "0.02",
-          "--variants", "former,default-rounds", "--targets", "cpu-onnxruntime", "--out", str(out),
+          "--variants", "default-rounds", "--targets", "cpu-onnxruntime", "--out", str(out),
           "--observed", str(records.parent)])
     results = json.loads(out.with_suffix(".json").read_text())
     found = results["targets"]["cpu-onnxruntime"]
     assert results["plans"] == 22 and set(found["times_ms"]) == set(results["plan_recipes"])
     assert all(len(times) == 2 and min(times) > 0 for times in found["times_ms"].values())
-    assert [row["key"] for row in found["variants"]] == ["former", "default-rounds"]
+    assert [row["key"] for row in found["variants"]] == ["default-rounds"]
     assert all(-1 <= row["spearman"] <= 1 for row in found["variants"])
     # The table corrected from 16 measured plans, ranked on the 6 others beside the table alone on the same plans.
     for row in found["variants"]:

@@ -16,7 +16,7 @@ from pathlib import Path
 import numpy as np
 import optuna
 import pytest
-from conftest import autotune_cli
+from conftest import autotune_cli, quick_measurement_hardware
 from optuna.trial import TrialState
 
 LINEAGE = "tiny-cycles"
@@ -83,6 +83,7 @@ def lineage_dir(tmp_path_factory, tiny_workload) -> Path:
         SPEC.format(name=LINEAGE, storage=folder / "db.sqlite", alert=folder / "alert.json")
     )
     write_traffic(folder / "traffic.npz")
+    quick_measurement_hardware(folder)
     done = autotune_cli("cycle", "spec.toml", cwd=folder)
     assert done.returncode == 0, done.stderr[-2000:]
     assert "cold start" in done.stdout + done.stderr
@@ -258,7 +259,8 @@ def test_watch_fires_on_a_new_checkpoint_and_on_drift_and_stops_on_sigterm(linea
         if process.poll() is None:
             process.kill()
     latest = lineage_attrs(lineage_dir)["cycles"][-1]
-    assert latest["trigger"].startswith("drift: PSI") and latest["status"] == "interrupted"
+    printed = "".join(lines)[-3000:]
+    assert latest["trigger"].startswith("drift: PSI") and latest["status"] == "interrupted", (latest, printed)
     names = {s.study_name for s in optuna.get_all_study_summaries(storage_url(lineage_dir), include_best_trial=False)}
     assert f"{LINEAGE}/running" not in names  # the lock was released
 

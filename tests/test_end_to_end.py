@@ -14,7 +14,7 @@ import urllib.request
 
 import optuna
 import pytest
-from conftest import autotune_cli
+from conftest import autotune_cli, quick_measurement_hardware
 from optuna.artifacts import FileSystemArtifactStore, download_artifact, get_all_artifact_meta
 from optuna.trial import TrialState
 
@@ -50,6 +50,7 @@ def study_run(tmp_path_factory, tiny_workload):
     db = folder / "studies.db"
     spec = folder / "studies" / "e2e.toml"
     spec.write_text(STUDY.format(proxies="default", db=db, trials=10))
+    quick_measurement_hardware(folder)
     result = autotune_cli("run", str(spec), cwd=folder)
     assert result.returncode == 0, result.stderr[-3000:]
     return folder, spec, f"sqlite:///{db}", result

@@ -1,5 +1,6 @@
 """The in-context latency table on a real runtime: exact where it measured, positive everywhere."""
 
+import dataclasses
 import math
 
 import numpy as np
@@ -75,7 +76,12 @@ def test_bases_per_precision_on_a_target_with_one_float_precision_per_model(tiny
     hardware = load_hardware("cpu-openvino")
     if hardware.half is None:
         pytest.skip(f"this CPU runs no 16-bit float in OpenVINO ({hardware.half_note})")
-    table = LatencyTable(hardware, tiny_context.recovery.pruner, tiny_context.build_context(), 8, "per_precision")
+    # Convolutions at INT8 only and no pruned width (a channel multiple above every width): 15 builds, not 75.
+    hardware = dataclasses.replace(hardware, weight_bits=hardware.weight_bits | {"conv": (8,), "linear": (8, 16, 32)})
+    table = LatencyTable(hardware, tiny_context.recovery.pruner, tiny_context.build_context(), 4096, "per_precision")
+    assert table.precisions == [8, 32, 16]
+    # Each float base's probe at the other float precision was refused and left out; its INT8 probes were measured.
+    assert [{bits for _, bits in ratios} for ratios in table.log_ratios_of] == [{16, 32}, {8}, {8}]
     assert 16 in table.precisions and 32 in table.precisions
     for index, base in enumerate(table.bases):
         assert table.estimate_ms(base) == pytest.approx(table.base_ms_of[index])
