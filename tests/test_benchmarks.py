@@ -158,7 +158,7 @@ def test_whole_cycle_is_timed_in_a_fresh_workspace_and_each_study_keeps_its_sect
     of probes the test does not look at."""
     import os
 
-    from benchmarks.cycle import section, timed_cycle, write
+    from benchmarks.cycle import section, section_title, timed_cycle, write
 
     tiny = (REPO / "studies" / "fashion-cnn-tiny.toml").read_text()
     (catalogue / "studies" / "cycle-tiny.toml").write_text(tiny.replace('proxies = "default"', 'proxies = "macs"'))
@@ -170,9 +170,14 @@ def test_whole_cycle_is_timed_in_a_fresh_workspace_and_each_study_keeps_its_sect
     out = tmp_path / "cycle-time.md"
     write(out, "other", ["## other", "", "kept", ""])
     for _ in range(2):  # a rerun replaces its own section
-        write(out, "fashion-cnn-tiny", section("fashion-cnn-tiny", 0, 3, found))
+        write(out, section_title("fashion-cnn-tiny", found), section("fashion-cnn-tiny", 0, 3, found))
+    # The same study recovered in the other precision (another machine) keeps a section of its own.
+    other = found | {"recovery_precision": "bf16" if found["recovery_precision"] == "f32" else "f32"}
+    write(out, section_title("fashion-cnn-tiny", other), section("fashion-cnn-tiny", 0, 3, other))
     page = out.read_text()
-    assert "## other" in page and "kept\n\n## fashion-cnn-tiny" in page and page.count("## fashion-cnn-tiny") == 1
+    title = f"## fashion-cnn-tiny, recovery in {found['recovery_precision']}"
+    assert "## other" in page and f"kept\n\n{title}" in page and page.count(title) == 1
+    assert page.count("## fashion-cnn-tiny, recovery in ") == 2
     assert "| start-up s | proxy search s |" in page
 
 
