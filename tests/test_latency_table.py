@@ -76,7 +76,7 @@ def test_bases_per_precision_on_a_target_with_one_float_precision_per_model(tiny
     hardware = load_hardware("cpu-openvino")
     if hardware.half is None:
         pytest.skip(f"this CPU runs no 16-bit float in OpenVINO ({hardware.half_note})")
-    # Convolutions at INT8 only and no pruned width (a channel multiple above every width): 15 builds, not 75.
+    # Convolutions at INT8 only and no pruned width (a channel multiple above every width): 7 builds, not 75.
     hardware = dataclasses.replace(hardware, weight_bits=hardware.weight_bits | {"conv": (8,), "linear": (8, 16, 32)})
     table = LatencyTable(hardware, tiny_context.recovery.pruner, tiny_context.build_context(), 4096, "per_precision")
     assert table.precisions == [8, 32, 16]
