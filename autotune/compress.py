@@ -186,6 +186,7 @@ def distill(
     config: RecoveryConfig,
     answers: TeacherAnswers | None = None,
     layout: torch.memory_format = torch.contiguous_format,
+    first_step: int = 0,
 ) -> None:
     """Fine-tune the student on the teacher's outputs (+ the workload's task loss when labels exist).
 
@@ -193,25 +194,27 @@ def distill(
     MSE otherwise). The seed fixes initial state and batch order, so a plan always recovers the same way.
     `answers`: the teacher's outputs per step, shared across plans (computed here when absent). `layout`: the
     student's memory layout while it trains (`Recovery.training_layout`); it is returned in the default layout.
+    `first_step`: run steps `first_step` ... `steps - 1` only (a recovery continued from an earlier one: the batches a
+    fresh run would see there, under a cosine schedule and an optimiser of their own).
     """
     data, io = workload.recovery, workload.io
     answers = answers if answers is not None else TeacherAnswers(teacher, io, limit_bytes=0)
     student.to(memory_format=layout)
     try:
-        _train(student, data, io, workload, steps, config, answers, layout)
+        _train(student, data, io, workload, range(first_step, steps), config, answers, layout)
     finally:
         student.to(memory_format=torch.contiguous_format)
         student.eval()
 
 
-def _train(student, data, io, workload, steps: int, config: RecoveryConfig, answers: TeacherAnswers, layout) -> None:
+def _train(student, data, io, workload, steps: range, config: RecoveryConfig, answers: TeacherAnswers, layout) -> None:
     torch.manual_seed(config.seed)
     order = torch.randperm(len(data), generator=torch.Generator().manual_seed(config.seed))
     optimizer = torch.optim.AdamW(student.parameters(), lr=config.learning_rate, weight_decay=0.0)
-    schedule = torch.optim.lr_scheduler.CosineAnnealingLR(optimizer, T_max=steps)
+    schedule = torch.optim.lr_scheduler.CosineAnnealingLR(optimizer, T_max=len(steps))
     use_labels = data.labels is not None and workload.task_loss is not None and config.task_loss_weight > 0
     student.train()
-    for step in range(steps):
+    for step in steps:
         start = (step * config.batch_size) % max(1, len(data) - config.batch_size + 1)
         batch = order[start : start + config.batch_size]
         inputs = to_device(take(data.inputs, batch), config.device)
@@ -271,46 +274,60 @@ class Recovery:
         """The FP32 model with the plan's channels removed and no recovery."""
         return self.pruner.prune(plan, self.config.channel_multiple)
 
-    def recovered(self, plan: Plan, steps: int) -> nn.Module:
+    def recovered(self, plan: Plan, steps: int, after: int = 0) -> nn.Module:
         """The pruned model after BatchNorm re-calibration and `steps` distillation steps.
 
+        `after` (0 < after < steps): the first `after` steps are the plan's `after`-step recovery (the re-score's,
+        usually cached), continued for the remaining steps instead of recovered again from the start.
         An unpruned plan needs no recovery and returns the FP32 model itself (a copy).
         """
         ratios = self.pruner.group_ratios(plan)
         model = self.pruner.apply(ratios, self.config.channel_multiple)
         if not ratios or (steps == 0 and not _batchnorms(model)):
             return model  # nothing to recover: no cache entry (a transformer's state is tens of MB per plan)
-        key = json.dumps([ratios, steps], sort_keys=True)
+        model.load_state_dict(self._state(ratios, steps, after if 0 < after < steps else 0))
+        return model.eval()
+
+    def _state(self, ratios: dict[str, float], steps: int, after: int) -> dict[str, torch.Tensor]:
+        key = json.dumps([ratios, steps, after], sort_keys=True)
         state = self._recent.get(key)
         if state is None:
             recipe = self.config.to_json(distils=steps > 0)  # re-calibration alone runs in f32 whatever the precision
-            state = self._recovered_state(self.identity, json.dumps(ratios, sort_keys=True), steps, recipe, self)
+            state = self._recovered_state(self.identity, json.dumps(ratios, sort_keys=True), steps, recipe, self, after)
             self._recent[key] = state
             while len(self._recent) > 8:
                 self._recent.popitem(last=False)
-        model.load_state_dict(state)
-        return model.eval()
+        return state
 
-    def recover(self, ratios: dict[str, float], steps: int) -> dict[str, torch.Tensor]:
+    def recover(self, ratios: dict[str, float], steps: int, after: int = 0) -> dict[str, torch.Tensor]:
         config = self.config
+        earlier = self._state(ratios, after, 0) if after else None  # cached, or recovered here first
         started = time.perf_counter()
         model = self.pruner.apply(ratios, config.channel_multiple).to(config.device)
         self.last_seconds["prune"] = time.perf_counter() - started
         started = time.perf_counter()
-        recalibrate_batchnorm(model, self.workload.recovery, config)
+        if earlier is not None:
+            model.load_state_dict(earlier)  # its statistics were re-estimated after its last step
+        else:
+            recalibrate_batchnorm(model, self.workload.recovery, config)
         self.last_seconds["recalibrate"] = time.perf_counter() - started
-        if steps > 0:
+        if steps > after:
             started = time.perf_counter()
             if self._answers is None:
                 teacher = copy.deepcopy(self._teacher).to(config.device) if config.device != "cpu" else self._teacher
                 self._answers = TeacherAnswers(teacher, self.workload.io)
-            distill(model, self._answers.teacher, self.workload, steps, config, self._answers, self.training_layout)
+            distill(
+                model, self._answers.teacher, self.workload, steps, config, self._answers, self.training_layout, after
+            )
             recalibrate_batchnorm(model, self.workload.recovery, config)
             self.last_seconds["distill"] = time.perf_counter() - started
-            self.last_seconds["distill_steps_per_s"] = steps / self.last_seconds["distill"]
+            self.last_seconds["distill_steps_per_s"] = (steps - after) / self.last_seconds["distill"]
         return {k: v.detach().cpu().clone() for k, v in model.state_dict().items()}
 
 
-def _recovered_state(identity: str, ratios_json: str, steps: int, config_json: str, recovery: Recovery) -> dict:
-    """Cached by (model and data identity, group ratios, steps, recipe); the Recovery object is not hashed."""
-    return recovery.recover(json.loads(ratios_json), steps)
+def _recovered_state(
+    identity: str, ratios_json: str, steps: int, config_json: str, recovery: Recovery, after: int = 0
+) -> dict:
+    """Cached by (model and data identity, group ratios, steps, recipe, the recovery it continues); the Recovery
+    object is not hashed."""
+    return recovery.recover(json.loads(ratios_json), steps, after)

@@ -400,6 +400,8 @@ class RecoverySettings:
     search_steps: int = 0
     rescore_steps: int = 150
     full_steps: int = 600
+    # The full evaluation's recovery continues the re-score's (its first rescore_steps steps) instead of starting over.
+    continue_rescore: bool = True
     batch_size: int = 128
     learning_rate: float = 1e-3
     temperature: float = 2.0
@@ -466,7 +468,7 @@ class StudySpec:
             "recovery": {
                 k: v
                 for k, v in asdict(self.recovery).items()
-                if not k.endswith("_steps") and k not in ("device", "precision")
+                if not k.endswith("_steps") and k not in ("device", "precision", "continue_rescore")
             },
         }
         if self.recovery.search_steps:  # the precision distillation resolved to here: "auto" differs by machine
@@ -512,6 +514,7 @@ def load_study_spec(reference: str) -> StudySpec:
         search_steps=r.number("search_steps", defaults.search_steps, 0, integer=True),
         rescore_steps=r.number("rescore_steps", defaults.rescore_steps, 0, integer=True),
         full_steps=r.number("full_steps", defaults.full_steps, 0, integer=True),
+        continue_rescore=r.get("continue_rescore", bool, defaults.continue_rescore),
         batch_size=r.number("batch_size", defaults.batch_size, 1, integer=True),
         learning_rate=r.number("learning_rate", defaults.learning_rate, 0.0),
         temperature=r.number("temperature", defaults.temperature, 0.0),

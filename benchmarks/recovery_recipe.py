@@ -8,7 +8,8 @@ recoveries run back to back in a fresh workspace (no cached state), their order 
 
 Run: `python -m benchmarks.recovery_recipe --field learning_rate --values 0.001 0.003 [--study fashion-cnn]
 [--plans 16]` (writes docs/recovery-<field>.md; one study per run, a section each); `--field full_steps --values 600 300`
-compares budgets.
+compares budgets, and `--values 600 100+500` a fresh 600-step recovery with the 100-step one (recovered first, as the
+re-score does) continued for 500 steps.
 """
 
 from __future__ import annotations
@@ -48,9 +49,10 @@ def compared_plans(context, count: int) -> list:
 
 
 def parse_value(field: str, text: str):
-    """A value for `field`, typed like the recipe's own (`--values 0.001 0.003` for the learning rate)."""
+    """A value for `field`, typed like the recipe's own (`--values 0.001 0.003` for the learning rate); a budget is a
+    number of steps, or `A+B`: B steps continuing an A-step recovery."""
     if field == STEPS:
-        return int(text)
+        return text if "+" in text and all(part.isdigit() for part in text.split("+", 1)) else int(text)
     default = getattr(RecoveryConfig(), field)
     return type(default)(text)
 
@@ -61,8 +63,10 @@ def measure(study: str, count: int, field: str, values: list, base_overrides: di
         spec = load_study_spec(study)
         recovery = dataclasses.replace(spec.recovery, **(base_overrides or {}))
         context = prepare(dataclasses.replace(spec, recovery=recovery))
-        if field == STEPS:  # one recipe, each budget (the cosine schedule spans each budget whole)
-            recoveries, steps = [context.recovery] * len(values), list(values)
+        afters = [0] * len(values)
+        if field == STEPS:  # one recipe, each budget (the cosine schedule spans each budget, or each part, whole)
+            recoveries, steps = [context.recovery] * len(values), [budget_steps(v) for v in values]
+            afters = [budget_after(v) for v in values]
         else:
             recoveries = [
                 Recovery(context.workload, dataclasses.replace(context.recovery.config, **{field: value}), context.recovery.teacher)
@@ -78,8 +82,10 @@ def measure(study: str, count: int, field: str, values: list, base_overrides: di
             shift = index % len(values)  # rotate which recipe runs first: none always finds the machine warm
             for position in [*range(shift, len(values)), *range(shift)]:
                 label = str(values[position])
+                if afters[position]:  # the re-score's recovery, done before the full evaluation in a cycle
+                    recoveries[position].recovered(plan, afters[position])
                 started = time.perf_counter()
-                model = recoveries[position].recovered(plan, steps[position])
+                model = recoveries[position].recovered(plan, steps[position], afters[position])
                 row[f"{label}.recovery_s"] = time.perf_counter() - started
                 for target in targets:
                     with tempfile.TemporaryDirectory() as folder:
@@ -97,6 +103,16 @@ def measure(study: str, count: int, field: str, values: list, base_overrides: di
         "steps": spec.recovery.full_steps if field != STEPS else None,
         "metric": workload.metric_name,
     }
+
+
+def budget_steps(value: int | str) -> int:
+    """The distillation steps a model has had in all: A+B for a continued recovery."""
+    return sum(int(part) for part in str(value).split("+"))
+
+
+def budget_after(value: int | str) -> int:
+    """The steps of the recovery a budget continues (0: it starts from the pruned model)."""
+    return int(str(value).split("+")[0]) if "+" in str(value) else 0
 
 
 def interval(values: np.ndarray, draws: int = 2000) -> tuple[float, float]:
@@ -198,7 +214,7 @@ def main(argv: list[str] | None = None) -> None:
     values = [parse_value(args.field, v) for v in args.values]
     if args.field == "precision" and not set(values) <= {"f32", "bf16"}:
         parser.error(f"--values: {values}: a recovery runs in 'f32' or 'bf16'")
-    if args.field == STEPS and min(values) < 1:
+    if args.field == STEPS and min(budget_steps(v) for v in values) < 1:
         parser.error(f"--values: {values}: a budget is at least 1 step")
     found = measure(args.study, args.plans, args.field, values)
     out = Path(args.out or f"docs/recovery-{args.field.replace('_', '-')}.md")

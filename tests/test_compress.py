@@ -76,6 +76,37 @@ def test_recovery_is_cached_by_pruning_subplan_and_deterministic(tiny_workload, 
     )
 
 
+def test_a_continued_recovery_trains_only_the_remaining_steps_on_the_later_batches(tiny_workload, workspace):
+    """The full evaluation continues the re-score's recovery: recovering 10 steps after 5 runs 5 more optimiser steps on
+    the batches of steps 5-9 (the teacher's answers for them are new), starts from the cached 5-step state, is cached
+    apart from a fresh 10-step recovery and reproduces from scratch in a new process."""
+    from torch.optim.optimizer import register_optimizer_step_post_hook
+
+    plan = Plan({"down2.conv": LayerChoice(8, 0.5), "block2.conv2": LayerChoice(8, 0.5), "fc1": LayerChoice(8, 0.25)})
+    steps = []
+    handle = register_optimizer_step_post_hook(lambda *args: steps.append(1))
+    try:
+        recovery = Recovery(tiny_workload, RecoveryConfig(batch_size=64))
+        earlier = recovery.recovered(plan, steps=5)
+        assert len(steps) == 5 and len(recovery._answers.answers) == 5
+        continued = recovery.recovered(plan, steps=10, after=5)
+        assert len(steps) == 10 and len(recovery._answers.answers) == 10
+        fresh = recovery.recovered(plan, steps=10)
+        assert len(steps) == 20 and len(recovery._answers.answers) == 10
+        assert recovery.recovered(plan, steps=5, after=5) is not None and len(steps) == 20  # after >= steps: the 5-step one
+        again = Recovery(tiny_workload, RecoveryConfig(batch_size=64))
+        again._recovered_state.clear()
+        reproduced = again.recovered(plan, steps=10, after=5)
+        assert len(steps) == 30  # the 5-step recovery, then the 5 continued steps
+    finally:
+        handle.remove()
+    names = [n for n, v in continued.state_dict().items() if v.is_floating_point()]
+    assert any(not torch.equal(continued.state_dict()[n], earlier.state_dict()[n]) for n in names)
+    assert any(not torch.allclose(continued.state_dict()[n], fresh.state_dict()[n]) for n in names)
+    for name in names:
+        torch.testing.assert_close(reproduced.state_dict()[name], continued.state_dict()[name])
+
+
 def test_teacher_answers_are_computed_once_and_change_no_weight(tiny_workload):
     """Every plan's distillation walks the same batches: the teacher runs once per step for the whole study, and the
     recovered weights equal those of a recovery that runs the teacher at every step."""

@@ -132,6 +132,7 @@ def test_artifacts_hold_the_model_plan_and_recipe(study_run, tmp_path):
     assert recipe["plan"] == trial.user_attrs["plan"]
     assert recipe["workload"]["fingerprint"] and recipe["versions"]["openvino"]
     assert recipe["recovery"]["steps"] == 20
+    assert recipe["recovery"]["continues"] == 5  # the re-score's 5 steps, continued for 15
 
 
 def test_front_prints_references_and_candidates(study_run):

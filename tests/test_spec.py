@@ -191,6 +191,14 @@ def test_study_spec_errors_name_the_nested_file(catalogue):
     )
     with pytest.raises(SpecError, match=r"w.toml: recovery.precision: 'fp8': expected one of \['auto', 'f32', 'bf16'\]"):
         load_study_spec("w")
+    write(
+        catalogue / "studies",
+        "x",
+        'workload = "fashion-cnn"\nsearch_space = "cnn-mixed"\nproxies = "default"\ntargets = ["cpu-openvino"]\n'
+        '[recovery]\ncontinue_rescore = "yes"\n',
+    )
+    with pytest.raises(SpecError, match=r"x.toml: recovery.continue_rescore: 'yes' is not true/false"):
+        load_study_spec("x")
 
 
 def test_recovery_precision_resolves_from_the_machine_and_refuses_bf16_without_native_support(catalogue):
