@@ -232,6 +232,25 @@ def test_batchnorm_from_the_scoring_batch_equals_recalibrating_on_it_then_scorin
         assert not torch.allclose(unrecalibrated(batch), expected, atol=2e-2, rtol=1e-2)
 
 
+def test_batchnorm_recalibrated_channels_last_has_the_same_statistics_in_the_default_layout(tiny_workload):
+    """Re-calibration runs in the training layout only for speed: the statistics match the default layout's to float
+    rounding and the model comes back with contiguous weights (exporters and the cache see plain tensors)."""
+    from autotune.compress import recalibrate_batchnorm
+
+    recovery = Recovery(tiny_workload, RecoveryConfig())
+    plan = Plan({"block1.conv1": LayerChoice(8, 0.5), "down2.conv": LayerChoice(8, 0.25), "block2.conv2": LayerChoice(8, 0.25)})
+    config = RecoveryConfig(batch_size=128, recalibration_samples=512)
+    plain, fast = recovery.pruned(plan), recovery.pruned(plan)
+    recalibrate_batchnorm(plain, tiny_workload.recovery, config)
+    recalibrate_batchnorm(fast, tiny_workload.recovery, config, torch.channels_last)
+    unchanged = recovery.pruned(plan).state_dict()
+    changed = [n for n, v in plain.state_dict().items() if n.endswith("running_mean") and not torch.equal(v, unchanged[n])]
+    assert changed  # the statistics were re-estimated
+    for name, value in fast.state_dict().items():
+        assert value.is_contiguous(), name
+        torch.testing.assert_close(value, plain.state_dict()[name], rtol=1e-4, atol=1e-5)
+
+
 def test_simulated_int8_activations_round_the_inputs_of_the_named_layers_only():
     """Static INT8 as CPU runtimes run it: each named layer's input is rounded to 256 levels over its calibrated range
     (unsigned after a ReLU, symmetric where the input goes negative); other layers see exact inputs."""
