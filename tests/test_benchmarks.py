@@ -179,6 +179,47 @@ def test_whole_cycle_is_timed_in_a_fresh_workspace_and_each_study_keeps_its_sect
     assert "## other" in page and f"kept\n\n{title}" in page and page.count(title) == 1
     assert page.count("## fashion-cnn-tiny, recovery in ") == 2
     assert "| start-up s | proxy search s |" in page
+    # The promoted plan's proxies are reported per target against what the cycle measured (one plan: no ranking).
+    assert set(found["fidelity"]) == set(found["targets"])
+    assert all(f["plans"] == 1 and f["stage 2 accuracy"]["spearman"] is None for f in found["fidelity"].values())
+    assert "| target | plans | measured drops (points) | stage 1 accuracy | stage 2 accuracy | latency |" in page
+
+
+def test_cycle_fidelity_ranks_the_promoted_plans_measured_proxies_against_their_drops():
+    """Read from a real measured study: only candidates with re-score scores count; each Spearman has its interval."""
+    import optuna
+    from optuna.distributions import FloatDistribution
+
+    from benchmarks.cycle import fidelity_lines, promoted_fidelity
+
+    study = optuna.create_study(directions=["minimize", "minimize"])
+    study.set_user_attr("fidelity", {"objective": "output_divergence", "latency_proxy": "latency_measured@cpu"})
+    for index, drop in enumerate([0.1, 0.3, 0.2, 0.6, 0.9, 0.4]):
+        attrs = {
+            "role": "candidate",
+            "stage1.output_divergence": -drop,  # ranks them backwards
+            "stage2.output_divergence": drop * 2,  # ranks them exactly
+            "stage2.latency_measured@cpu": float(index),
+            "measurement": {"batch_latency_ms": float(index) + 0.5},
+        }
+        study.add_trial(
+            optuna.trial.create_trial(
+                values=[drop, 1.0], params={"x": 0.0}, distributions={"x": FloatDistribution(0, 1)}, user_attrs=attrs
+            )
+        )
+    study.add_trial(  # a reference: no re-score scores
+        optuna.trial.create_trial(values=[0.0, 2.0], params={"x": 0.0}, distributions={"x": FloatDistribution(0, 1)},
+                                  user_attrs={"role": "fp32"})
+    )
+    found = promoted_fidelity(study)
+    assert found["plans"] == 6 and found["drops"] == [0.1, 0.9]
+    assert found["stage 2 accuracy"]["spearman"] == pytest.approx(1.0)
+    assert found["stage 1 accuracy"]["spearman"] == pytest.approx(-1.0)
+    assert found["latency"]["spearman"] == pytest.approx(1.0)
+    assert found["stage 2 accuracy"]["low"] == pytest.approx(1.0)  # every resample with a ranking ranks it exactly
+    assert "| cpu | 6 | +0.10 to +0.90 | -1.00 [-1.00, -1.00] | +1.00 [+1.00, +1.00] | +1.00 [+1.00, +1.00] |" in (
+        "\n".join(fidelity_lines({"cpu": found}))
+    )
 
 
 def test_recovery_precision_compares_the_same_plans_both_ways_and_writes_its_section(tiny_workload, tmp_path):
