@@ -314,12 +314,12 @@ class Recovery:
         started = time.perf_counter()
         model = self.pruner.apply(ratios, config.channel_multiple).to(config.device)
         self.last_seconds["prune"] = time.perf_counter() - started
-        started = time.perf_counter()
         if earlier is not None:
             model.load_state_dict(earlier)  # its statistics were re-estimated after its last step
         else:
+            started = time.perf_counter()
             recalibrate_batchnorm(model, self.workload.recovery, config, self.training_layout)
-        self.last_seconds["recalibrate"] = time.perf_counter() - started
+            self.last_seconds["recalibrate"] = time.perf_counter() - started
         if steps > after:
             started = time.perf_counter()
             if self._answers is None:

@@ -183,7 +183,7 @@ class Evaluator:
                     artifact = self.deployed_artifact(candidate, target, Path(folder))
                     timings["download_s"] = time.perf_counter() - started
                 else:
-                    model = self.context.recovery.recovered(plan, spec.recovery.full_steps, self.continued_steps())
+                    model = self.context.recovery.recovered(plan, spec.recovery.full_steps, spec.recovery.continued_steps)
                     timings["recovery_s"] = time.perf_counter() - started
                     started = time.perf_counter()
                     artifact = target.build(model, plan, self.context.build_context(), Path(folder))
@@ -333,12 +333,6 @@ class Evaluator:
         recovery = self.context.workload.recovery
         return recovery.take(slice(max(0, len(recovery) - samples), len(recovery)))
 
-    def continued_steps(self) -> int:
-        """The re-score's steps the full recovery continues from (0: it recovers from the pruned model)."""
-        settings = self.context.spec.recovery
-        steps = settings.rescore_steps if settings.continue_rescore else 0
-        return steps if 0 < steps < settings.full_steps else 0
-
     def recipe(self, target: Target, candidate: Candidate, artifact, accuracy: float, measurement) -> dict:
         """Everything needed to rebuild this artifact exactly and to know what it is."""
         spec, workload = self.context.spec, self.context.workload
@@ -356,7 +350,7 @@ class Evaluator:
             },
             "recovery": {
                 "steps": spec.recovery.full_steps,
-                "continues": self.continued_steps(),  # its first steps: the re-score's recovery, continued
+                "continues": spec.recovery.continued_steps,  # its first steps: the re-score's recovery, continued
                 **json.loads(self.context.recovery.config.to_json()),
             },
             "realised_precision": artifact.realised_precision,

@@ -416,6 +416,12 @@ class RecoverySettings:
     # Distillation's arithmetic: "auto" (bf16 autocast where the device runs bf16 natively), "f32" or "bf16".
     precision: str = "auto"
 
+    @property
+    def continued_steps(self) -> int:
+        """The re-score's steps a full evaluation's recovery continues from (0: it recovers from the pruned model)."""
+        steps = self.rescore_steps if self.continue_rescore else 0
+        return steps if 0 < steps < self.full_steps else 0
+
 
 @dataclass(frozen=True)
 class StudySpec:

@@ -24,7 +24,7 @@ from autotune.scoring import ProxyScorer
 from autotune.spec import load_study_spec
 from autotune.studies import storage_for
 from benchmarks import methods
-from benchmarks.metrics import spearman
+from benchmarks.metrics import resampled_spearman
 from benchmarks.pages import fresh_workspace, quiet_libraries, write_study_section
 from benchmarks.run import machine
 
@@ -75,15 +75,8 @@ def promoted_fidelity(study, draws: int = 2000) -> dict:
     if latency and all(f"stage2.{latency}" in t.user_attrs for t in trials):
         measured = [t.user_attrs["measurement"]["batch_latency_ms"] for t in trials]
         columns["latency"] = ([t.user_attrs[f"stage2.{latency}"] for t in trials], np.array(measured))
-    rng = np.random.default_rng(0)
     found = {"plans": len(trials), "drops": [float(drops.min()), float(drops.max())] if len(trials) else None}
-    for name, (proxy, truth) in columns.items():
-        proxy = np.asarray(proxy, dtype=float)
-        resampled = [rng.integers(len(trials), size=len(trials)) for _ in range(draws)] if len(trials) else []
-        values = [v for v in (spearman(proxy[i], truth[i]) for i in resampled) if v is not None]
-        low, high = np.percentile(values, [5, 95]) if values else (np.nan, np.nan)
-        found[name] = {"spearman": spearman(proxy, truth), "low": float(low), "high": float(high)}
-    return found
+    return found | {name: resampled_spearman(proxy, truth, draws) for name, (proxy, truth) in columns.items()}
 
 
 def fidelity_lines(fidelity: dict) -> list[str]:

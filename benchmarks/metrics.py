@@ -89,6 +89,16 @@ def split_half_ceiling(drop_of, plans: int, images: int, splits: int = 100, seed
     return {"ceiling": float(median), "low": float(low), "high": float(high), "splits": len(ceilings)}
 
 
+def resampled_spearman(x, y, draws: int = 2000, seed: int = 0, percentiles=(5, 95)) -> dict:
+    """Spearman of `x` against `y` with an interval over resampled plans only (each value taken as exact)."""
+    x, y = np.asarray(x, dtype=float), np.asarray(y, dtype=float)
+    rng = np.random.default_rng(seed)
+    picks = (rng.integers(len(x), size=len(x)) for _ in range(draws if len(x) else 0))
+    samples = [v for v in (spearman(x[i], y[i]) for i in picks) if v is not None]
+    low, high = np.percentile(samples, percentiles) if samples else (np.nan, np.nan)
+    return {"spearman": spearman(x, y), "low": float(low), "high": float(high), "plans": len(x)}
+
+
 def latency_spearman_interval(proxy: np.ndarray, rounds: np.ndarray, draws: int = 1000, seed: int = 0) -> dict:
     """Spearman of a latency proxy against the median measured latency; plans and timing rounds resampled.
 

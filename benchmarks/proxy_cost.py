@@ -27,14 +27,12 @@ import random
 import statistics
 import sys
 import time
-import warnings
 from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
 import torch
 import torch_pruning as tp
-from scipy.stats import spearmanr
 
 from autotune.compress import (
     Recovery,
@@ -53,6 +51,7 @@ from autotune.workloads.io import batch_size, take
 
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
+from benchmarks.metrics import resampled_spearman  # noqa: E402
 from benchmarks.pages import write_page  # noqa: E402
 
 RATIOS = (0.0, 0.25, 0.5)
@@ -204,11 +203,9 @@ def cost(trials: int) -> tuple[dict, dict]:
 
 
 def spearman_interval(x: np.ndarray, y: np.ndarray, draws: int = 1000) -> tuple[float, float, float]:
-    rng = np.random.default_rng(0)
-    warnings.filterwarnings("ignore", message=".*constant.*")  # a resample of tied values has no rank order
-    found = [spearmanr(x[i], y[i]).statistic for i in (rng.integers(0, len(x), len(x)) for _ in range(draws))]
-    low, high = np.nanpercentile(found, [2.5, 97.5])
-    return float(spearmanr(x, y).statistic), float(low), float(high)
+    found = resampled_spearman(x, y, draws, percentiles=(2.5, 97.5))
+    point = found["spearman"] if found["spearman"] is not None else float("nan")  # constant scores: no ranking
+    return point, found["low"], found["high"]
 
 
 def fidelity(workload: Workload, plans: int) -> dict:

@@ -311,3 +311,12 @@ def test_a_study_recorded_with_another_parameter_encoding_is_refused():
     check_params_encoding(new, 2)
     check_params_encoding(new, 2)
     assert new.user_attrs["params_encoding"] == 2
+
+
+def test_a_full_recovery_continues_the_rescore_only_when_that_is_shorter_and_asked_for():
+    from autotune.spec import RecoverySettings
+
+    assert RecoverySettings(rescore_steps=100, full_steps=600).continued_steps == 100
+    assert RecoverySettings(rescore_steps=100, full_steps=600, continue_rescore=False).continued_steps == 0
+    assert RecoverySettings(rescore_steps=600, full_steps=600).continued_steps == 0  # nothing left to continue
+    assert RecoverySettings(rescore_steps=0, full_steps=600).continued_steps == 0
