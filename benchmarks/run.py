@@ -28,7 +28,7 @@ import numpy as np
 from optuna.artifacts import FileSystemArtifactStore, download_artifact
 from optuna.trial import TrialState
 
-from autotune.context import prepare
+from autotune.context import prepare, resolve_device, resolve_recovery_precision
 from autotune.evaluate import Evaluator, tool_versions, trial_key
 from autotune.pareto import hypervolume, nondominated_ranks
 from autotune.plan import HALF_PRECISION_BITS, LayerChoice, Plan
@@ -78,9 +78,9 @@ class Config:
     validation_for_accuracy_control: int | None = None  # None: the whole validation set
     timing_seconds: float | None = None  # None: each target's [measure] protocol
     bootstrap_draws: int = 500
-    # Every method recovers the same way. f32: the cached reference front was recovered in f32 before studies took bf16
-    # autocast on AMX CPUs (its accuracy compared in docs/cycle-time.md); another precision gets a folder of its own.
-    recovery_precision: str = "f32"
+    # Every method recovers the same way, by default the way a study does ("auto": bf16 autocast where the CPU runs it
+    # natively). It is resolved before the run starts, and each precision gets a cache folder of its own.
+    recovery_precision: str = "auto"
 
     @classmethod
     def quick(cls) -> Config:
@@ -97,6 +97,13 @@ class Config:
             timing_seconds=0.05,
             bootstrap_draws=50,
         )
+
+
+def resolved_recovery_precision(config: Config) -> str:
+    """The precision every method's recovery will use on this machine ("auto" becomes bf16 or f32)."""
+    spec = load_study_spec(config.study)
+    spec = dataclasses.replace(spec, recovery=dataclasses.replace(spec.recovery, precision=config.recovery_precision))
+    return resolve_recovery_precision(spec, resolve_device(spec.recovery.device))
 
 
 def machine() -> dict:
@@ -473,7 +480,7 @@ def main(argv: list[str] | None = None) -> None:
         "--methods", default=None, help=f"comma-separated subset of {','.join(METHODS)} (e.g. two proxy recipes alone)"
     )
     parser.add_argument(
-        "--recovery-precision", default=None, choices=("f32", "bf16", "auto"), help="every method's recovery (default f32)"
+        "--recovery-precision", default=None, choices=("f32", "bf16", "auto"), help="every method's recovery (default auto: the study's)"
     )
     args = parser.parse_args(argv)
     config = Config.quick() if args.quick else Config()
@@ -496,7 +503,8 @@ def main(argv: list[str] | None = None) -> None:
     if unknown := sorted(set(config.compared) - set(METHODS)):
         parser.error(f"--methods: unknown {unknown}; expected some of {list(METHODS)}")
     quiet_libraries()
-    default_folder = config.study if config.recovery_precision == "f32" else f"{config.study}-{config.recovery_precision}"
+    config = dataclasses.replace(config, recovery_precision=resolved_recovery_precision(config))
+    default_folder = f"{config.study}-{config.recovery_precision}"
     folder = Path(args.folder or Path(".autotune") / "benchmarks" / default_folder).resolve()
     folder.mkdir(parents=True, exist_ok=True)
     started = time.time()
