@@ -433,7 +433,7 @@ def summarise(bench: Benchmark, hardware, measured: dict) -> dict:
         "target": hardware.name,
         "runtime_float_default": measured["target"].runtime_float_default(),
         "reference_point": reference_point.tolist(),
-        "reference_hv_source": f"the front of all {len(plan_keys)} plans measured in this run (every method's, the reference plans, FP32 and INT8)",
+        "reference_hv_source": f"the front of all {len(plan_keys)} plans timed in this run's rounds (every method's, the re-timed reference plans, FP32 and INT8)",
         "reference_plans": len(reference_keys),
         "reference_timed": sum(k in rows for k in reference_keys),
         "reference_provenance": provenance(bench.evaluator.artifact_store, measured["trials"], evaluated_keys(bench) | set(roles.values())),
