@@ -47,6 +47,14 @@ def _interval(value) -> str:
     return f"{median:.2f}x [{low:.2f}-{high:.2f}]"
 
 
+def _seeds_interval(per_seed: list) -> str:
+    """The median seed's ratio with its interval over rounds, and the seeds' range where there are several."""
+    if not per_seed:
+        return "-"
+    cell = _interval(per_seed[len(per_seed) // 2])
+    return cell + (f" (seeds {per_seed[0][0]:.2f}x-{per_seed[-1][0]:.2f}x)" if len(per_seed) > 1 else "")
+
+
 def _spread(values: list[float], fmt: str = "{:.3f}") -> str:
     values = [v for v in values if v is not None]
     if not values:
@@ -90,7 +98,7 @@ def method_table(summary: dict, max_drop: float) -> list[str]:
             evaluations, to_95 = f"{summary['reference_plans']} ({summary['reference_timed']} re-timed)", "-"
         lines.append(
             f"| {label(method)}{seeds} | {evaluations} | {_spread([f['hv_final'] for f in figures])} | {to_95} | "
-            f"{_interval(best[len(best) // 2]) if best else '-'} | {_interval(single[len(single) // 2]) if single else '-'} | "
+            f"{_seeds_interval(best)} | {_seeds_interval(single)} | "
             f"{_spread([f['smallest_size_vs_fp32'] for f in figures], '{:.2f}x')} | {_spread([f['seconds'] for f in figures], '{:.0f}')} |"
         )
     return lines
@@ -239,7 +247,8 @@ def study_header(results: dict) -> list[str]:
         f"per call at the throughput batch) with one reference point per target (5 points of drop, FP32's latency), as "
         f"a fraction of the reference front's. Speeds: median of {config['rounds']} interleaved rounds (every artifact "
         f"once per round, each measurement {protocol}, random order), ratios taken within a round, [5th-95th "
-        "percentile] over rounds. Several seeds: median [min-max] over seeds.",
+        "percentile] over rounds. Several seeds: median [min-max] over seeds; a speed ratio is the median seed's, with "
+        "its interval over rounds and the seeds' range.",
         "",
     ]
 
