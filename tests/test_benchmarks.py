@@ -330,3 +330,20 @@ def test_recovery_budgets_are_compared_on_the_same_plans_each_with_its_own_step_
     assert all(value > 0 for pair in seconds for value in pair)
     with pytest.raises(SystemExit):
         main(["--study", "fashion-cnn-tiny", "--field", "full_steps", "--values", "40", "0"])
+
+
+def test_a_speed_cell_over_seeds_shows_the_median_seed_and_the_seeds_range():
+    from benchmarks.page import _seeds_interval
+
+    per_seed = sorted([(1.55, 1.55, 1.59), (1.21, 1.19, 1.26), (1.38, 1.35, 1.46)], key=lambda r: r[0])
+    assert _seeds_interval(per_seed) == "1.38x [1.35-1.46] (seeds 1.21x-1.55x)"
+    assert _seeds_interval([(1.1, 1.0, 1.2)]) == "1.10x [1.00-1.20]"
+    assert _seeds_interval([]) == "-"
+
+
+def test_the_benchmark_recovers_as_a_study_would_on_this_machine():
+    from autotune.context import native_bf16
+    from benchmarks.run import Config, resolved_recovery_precision
+
+    assert resolved_recovery_precision(Config()) == ("bf16" if native_bf16("cpu")[0] else "f32")
+    assert resolved_recovery_precision(Config(recovery_precision="f32")) == "f32"
