@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import copy
 import time
+from collections.abc import Callable
 
 import torch
 
@@ -85,6 +86,36 @@ class ProxyScorer:
             self._reference_outputs[batchnorm_from_calibration] = outputs
         return self._reference_outputs[batchnorm_from_calibration]
 
+    def _proxy_context(self, plan: Plan, compressed, recovered, reference_outputs, from_calibration=False) -> ProxyContext:
+        return ProxyContext(
+            plan=plan,
+            compressed=compressed,
+            recovered=recovered,
+            reference=self.reference,
+            calibration=self.context.calibration,
+            reference_outputs=reference_outputs,
+            io=self.context.workload.io,
+            channel_multiple=self.context.recovery.config.channel_multiple,
+            pruner=self.context.recovery.pruner,
+            build=self.context.build_context(),
+            prune_ratios=self.context.space.prune_ratios(),
+            device=self.context.recovery.config.device,
+            batchnorm_from_calibration=from_calibration,
+            channels_last=self.channels_last,
+        )
+
+    def latency_estimators(self) -> dict[str, Callable[[Plan], float]]:
+        """Per target, plan -> its latency objective's estimate, for the per-target objectives that read the plan alone
+        (a measured table: the first call measures it, as a first trial would); no model is built."""
+        estimators = {}
+        for name in self.objectives:
+            proxy = self.proxies[name]
+            if proxy.per_target and proxy.plan_only:
+                estimators[proxy.settings["target"].name] = lambda plan, proxy=proxy: float(
+                    proxy.compute(self._proxy_context(plan, None, None, None))
+                )
+        return estimators
+
     def score(self, plan: Plan, recovery_steps: int) -> dict[str, float]:
         """Every metric of the recipe for `plan`; raises ProxyError on a failure or a non-finite value.
 
@@ -104,22 +135,7 @@ class ProxyScorer:
             static = [n for n, bits in plan.bits().items() if bits == 8 and kinds[n] in ("conv", "linear")]
             quantize_activations(compressed, static, self.activation_ranges())
         seconds["quantize"] = time.perf_counter() - started
-        proxy_context = ProxyContext(
-            plan=plan,
-            compressed=compressed,
-            recovered=recovered,
-            reference=self.reference,
-            calibration=self.context.calibration,
-            reference_outputs=self.reference_outputs(from_calibration),
-            io=self.context.workload.io,
-            channel_multiple=self.context.recovery.config.channel_multiple,
-            pruner=self.context.recovery.pruner,
-            build=self.context.build_context(),
-            prune_ratios=self.context.space.prune_ratios(),
-            device=recovery.config.device,
-            batchnorm_from_calibration=from_calibration,
-            channels_last=self.channels_last,
-        )
+        proxy_context = self._proxy_context(plan, compressed, recovered, self.reference_outputs(from_calibration), from_calibration)
         scores = {}
         for name, proxy in self.proxies.items():
             started = time.perf_counter()

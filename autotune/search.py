@@ -8,6 +8,7 @@ import numpy as np
 import optuna
 from optuna.trial import TrialState
 
+from autotune.anchors import target_anchors, uniform_anchors
 from autotune.context import StudyContext
 from autotune.errors import AutotuneError, ProxyError, SpecError
 from autotune.identity import layer_fingerprints
@@ -108,10 +109,15 @@ def run_search(
             console.print(f"warm start: {len(seeds) - len(kept)} of {len(seeds)} seed plans left out (half of {budget} trials)")
         for params, tags in kept:
             study.enqueue_trial(params, user_attrs=tags, skip_if_exists=True)
-        # The uniform plans a person would try first (INT8 everywhere, uniform pruning) seed the search.
-        for ratio in spec.anchors:
-            plan = context.space.uniform_plan(8, ratio)
+        # The uniform plans a person would try first (INT8 everywhere, uniform pruning) seed the search, then each of
+        # them with the layers a target runs faster in float (autotune.anchors).
+        anchors = uniform_anchors(context.space, spec.anchors)
+        for plan in anchors:
             study.enqueue_trial(context.space.params_for(plan), skip_if_exists=True)
+        if spec.target_anchors:
+            for plan, target in target_anchors(context.space, anchors, scorer.latency_estimators()):
+                tags = {"anchor": f"float where faster on {target}"}
+                study.enqueue_trial(context.space.params_for(plan), user_attrs=tags, skip_if_exists=True)
 
     def objective(trial: optuna.Trial) -> tuple[float, ...]:
         plan = context.space.suggest_plan(trial)

@@ -440,6 +440,8 @@ class StudySpec:
     rescore: int
     recovery: RecoverySettings
     gates: Gates = Gates()  # acceptance bounds checked on the full evaluation (not part of the search's identity)
+    # Each anchor also with the layers a target's latency table runs faster in float than in INT8 (autotune.anchors).
+    target_anchors: bool = True
     warm_start: WarmStart = WarmStart()
     policy: Policy = Policy()
     watch: Watch = Watch()
@@ -507,6 +509,7 @@ def load_study_spec(reference: str) -> StudySpec:
     for ratio in anchors:
         if isinstance(ratio, bool) or not isinstance(ratio, (int, float)) or not 0.0 <= ratio < 1.0:
             raise search.error("anchors", f"{ratio!r} is not a pruning ratio in [0, 1)")
+    target_anchors = search.get("target_anchors", bool, True)
     search.reject_unknown()
     promotion = root.sub("promotion")
     promote = promotion.number("candidates", 4, 1, integer=True)
@@ -575,6 +578,7 @@ def load_study_spec(reference: str) -> StudySpec:
         trials=trials,
         seed=seed,
         anchors=tuple(float(r) for r in anchors),
+        target_anchors=target_anchors,
         promote=promote,
         rescore=rescore,
         recovery=recovery,

@@ -14,6 +14,7 @@ from pathlib import Path
 
 import numpy as np
 
+from autotune.anchors import MIN_ANCHOR_GAIN
 from autotune.context import StudyContext
 from autotune.plan import Plan
 from autotune.promotion import promote
@@ -23,6 +24,10 @@ from autotune.targets.base import Artifact
 from autotune.workloads.io import iter_batches, take
 
 SWEEP_RATIOS = (0.1, 0.2, 0.3, 0.4, 0.5, 0.6, 0.7)
+# Search settings under trial, each a method "autotune:<variant>": the study spec's fields it overrides, and its label.
+SEARCH_VARIANTS = {
+    "uniform-anchors": ({"target_anchors": False}, "autotune with the uniform anchors alone (no target anchors)"),
+}
 PHASES_ATTR = "benchmark_phases_s"  # on the proxy study: search and re-score seconds of its first complete pass
 
 
@@ -46,12 +51,16 @@ def autotune_plans(
     method: str = "autotune",
 ) -> tuple[list[Plan], dict[str, float], list]:
     """Run the proxy search and promotion as a study would; returns the promoted plans, the phase times and the
-    promoted candidates (their proxy scores). The proxy study is named after the method and the proxy recipe's
-    content, so a changed recipe searches afresh instead of resuming trials scored by the old one."""
+    promoted candidates (their proxy scores). The proxy study is named after the proxy recipe's content and the
+    anchors, so a changed recipe searches afresh instead of resuming trials scored by the old one (a search variant
+    is named by its settings alone: the default's study under them is the same study)."""
     recipe = context.identity()["proxies"][:8]
+    variant = method.split(":", 1)[1] if ":" in method else ""
+    study_method = "autotune" if variant in SEARCH_VARIANTS else method
+    anchors = f"-target-anchors-{MIN_ANCHOR_GAIN:g}" if context.spec.target_anchors else ""
     spec = dataclasses.replace(
         context.spec,
-        name=f"{context.spec.name}/{method}/{sampler}-s{seed}-proxies-{recipe}",
+        name=f"{context.spec.name}/{study_method}/{sampler}-s{seed}-proxies-{recipe}{anchors}",
         seed=seed,
         sampler=sampler,
         trials=trials,

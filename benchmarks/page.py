@@ -8,6 +8,7 @@ from pathlib import Path
 
 import numpy as np
 
+from benchmarks.methods import SEARCH_VARIANTS
 from benchmarks.pages import write_page
 
 METHOD_ORDER = ("autotune", "random", "sweep", "reference", "nncf-accuracy-control", "int8", "fp32", "fp32-runtime-default")
@@ -24,7 +25,8 @@ LABELS = {
 
 
 def method_order(methods) -> list[str]:
-    """The fixed order, autotune's runs with other proxy recipes ("autotune:<recipe>") right after autotune's."""
+    """The fixed order, autotune's runs with other proxy recipes or search settings ("autotune:<variant>") right after
+    autotune's."""
     variants = sorted(m for m in methods if m.startswith("autotune:"))
     return ["autotune", *variants, *METHOD_ORDER[1:]]
 
@@ -32,7 +34,10 @@ def method_order(methods) -> list[str]:
 def label(method: str) -> str:
     if method in LABELS:
         return LABELS[method]
-    return f"autotune with proxies `{method.split(':', 1)[1]}`"
+    variant = method.split(":", 1)[1]
+    if variant in SEARCH_VARIANTS:
+        return SEARCH_VARIANTS[variant][1]
+    return f"autotune with proxies `{variant}`"
 
 
 def color(method: str, methods) -> str:
@@ -169,7 +174,7 @@ def targets_verdict(summary: dict, max_drop: float) -> list[str]:
         f"({summary['promoted_dominated_by_int8']} of {summary['promoted']})"
     )
     for method, figures in methods.items():
-        if method.startswith("autotune:"):  # a proxy recipe under trial: its figures beside the default's
+        if method.startswith("autotune:"):  # a proxy recipe or search setting under trial: its figures beside the default's
             runs = list(figures.values())
             needed = [f["evaluations_to_95"] for f in runs]
             best = [f["best_throughput_vs_int8"][0] for f in runs if f["best_throughput_vs_int8"]]

@@ -68,6 +68,7 @@ class Config:
     seeds: int = 3  # autotune and random search seeds
     sampler: str = ""  # empty: the study's sampler
     proxy_variants: tuple[str, ...] = ()  # proxy recipes autotune also runs with, each a method "autotune:<recipe>"
+    search_variants: tuple[str, ...] = ()  # search settings autotune also runs with (methods.SEARCH_VARIANTS)
     sweep: tuple[float, ...] = methods.SWEEP_RATIOS
     reference_evaluations: int = 200  # random plans of the cached reference front (plus the sweep, FP32 and INT8)
     compared: tuple[str, ...] = METHODS  # the methods to run (FP32, INT8 and the runtime's own baselines always run)
@@ -145,6 +146,9 @@ class Benchmark:
         for recipe in config.proxy_variants:
             variant = dataclasses.replace(self.spec, proxies=load_proxy_recipe(recipe))
             self.autotune_scorers[f"autotune:{recipe}"] = ProxyScorer(dataclasses.replace(self.context, spec=variant))
+        for name in config.search_variants:
+            variant = dataclasses.replace(self.spec, **methods.SEARCH_VARIANTS[name][0])
+            self.autotune_scorers[f"autotune:{name}"] = ProxyScorer(dataclasses.replace(self.context, spec=variant))
         self.evaluator = Evaluator(self.context, self.storage, folder / "artifacts")
         self.references = reference_candidates(self.context, self.scorer)
         self.evaluated: dict[str, dict[str, list[str]]] = {}  # method -> seed label -> plan keys in order
@@ -474,6 +478,9 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--round-seconds", type=float, default=None, help="timing protocol of each interleaved measurement")
     parser.add_argument("--sampler", default=None)
     parser.add_argument("--proxy-variants", default=None, help="comma-separated proxy recipes autotune also runs with")
+    parser.add_argument(
+        "--search-variants", default=None, help=f"comma-separated search settings autotune also runs with: {','.join(methods.SEARCH_VARIANTS)}"
+    )
     parser.add_argument("--sweep", default=None, help="comma-separated pruning ratios of the uniform sweep")
     parser.add_argument("--targets", default=None, help="comma-separated subset of the study's targets")
     parser.add_argument(
@@ -494,6 +501,7 @@ def main(argv: list[str] | None = None) -> None:
         "round_seconds": args.round_seconds,
         "sampler": args.sampler,
         "proxy_variants": tuple(args.proxy_variants.split(",")) if args.proxy_variants else None,
+        "search_variants": tuple(args.search_variants.split(",")) if args.search_variants else None,
         "sweep": tuple(float(r) for r in args.sweep.split(",")) if args.sweep else None,
         "targets": tuple(args.targets.split(",")) if args.targets else None,
         "compared": tuple(args.methods.split(",")) if args.methods else None,
@@ -502,6 +510,8 @@ def main(argv: list[str] | None = None) -> None:
     config = dataclasses.replace(config, **{k: v for k, v in overrides.items() if v is not None})
     if unknown := sorted(set(config.compared) - set(METHODS)):
         parser.error(f"--methods: unknown {unknown}; expected some of {list(METHODS)}")
+    if unknown := sorted(set(config.search_variants) - set(methods.SEARCH_VARIANTS)):
+        parser.error(f"--search-variants: unknown {unknown}; expected some of {list(methods.SEARCH_VARIANTS)}")
     quiet_libraries()
     config = dataclasses.replace(config, recovery_precision=resolved_recovery_precision(config))
     default_folder = f"{config.study}-{config.recovery_precision}"

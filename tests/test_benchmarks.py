@@ -18,7 +18,8 @@ def test_quick_benchmark_runs_and_writes_its_files(tiny_workload, tmp_path):
     out = tmp_path / "docs" / "benchmarks.md"
     main(
         ["--quick", "--folder", str(tmp_path / "bench"), "--out", str(out), "--trials", "4", "--evaluations", "1",
-         "--reference-evaluations", "1", "--sweep", "0.5", "--rounds", "1", "--proxy-variants", "macs"]
+         "--reference-evaluations", "1", "--sweep", "0.5", "--rounds", "1", "--proxy-variants", "macs",
+         "--search-variants", "uniform-anchors"]
     )
     page = out.read_text()
     assert "## cpu-openvino" in page and "Targets (issue 8)" in page and "| autotune" in page
@@ -29,6 +30,9 @@ def test_quick_benchmark_runs_and_writes_its_files(tiny_workload, tmp_path):
     # autotune with another proxy recipe is a method of its own, beside the default's, in the table and the verdicts.
     assert "autotune:macs" in summary["methods"] and "autotune:macs" in summary["promoted_dominated_by_method"]
     assert page.count("autotune with proxies `macs`") >= 2
+    # So is autotune under another search setting: its own proxy study, named by the setting.
+    assert "autotune:uniform-anchors" in summary["methods"]
+    assert page.count("autotune with the uniform anchors alone (no target anchors)") >= 2
     for row in summary["rows"].values():
         assert np.isfinite([row["drop_pts"], row["batch_latency_ms"], row["throughput_per_s"], row["size_mb"]]).all()
     assert summary["rows"][summary["roles"]["fp32"]]["drop_pts"] == 0.0
@@ -287,6 +291,9 @@ def test_an_unknown_method_is_refused_before_any_work(capsys):
     with pytest.raises(SystemExit) as exited:
         main(["--quick", "--methods", "autotune,grid"])
     assert exited.value.code == 2 and "--methods: unknown ['grid']" in capsys.readouterr().err
+    with pytest.raises(SystemExit) as exited:
+        main(["--quick", "--search-variants", "uniform-anchors,no-sampler"])
+    assert exited.value.code == 2 and "--search-variants: unknown ['no-sampler']" in capsys.readouterr().err
 
 
 def test_onnxruntime_reduce_range_builds_the_same_models_both_ways_and_writes_its_section(tiny_workload, tmp_path):

@@ -146,6 +146,42 @@ def test_front_prints_references_and_candidates(study_run):
     assert "proxy fidelity" in text and "latency_measured@cpu-onnxruntime vs measured batch latency" in text
 
 
+def test_the_search_starts_from_uniform_anchors_and_each_with_the_layers_a_target_runs_faster_in_float(
+    study_run, monkeypatch
+):
+    from autotune.anchors import MIN_ANCHOR_GAIN, target_anchors, uniform_anchors
+    from autotune.context import prepare
+    from autotune.plan import Plan
+    from autotune.scoring import ProxyScorer
+    from autotune.spec import load_study_spec
+
+    folder, spec_path, url, _ = study_run
+    monkeypatch.chdir(folder)  # the study's quick hardware files, whose latency tables the run cached
+    spec = load_study_spec(str(spec_path))
+    context = prepare(spec)
+    estimators = ProxyScorer(context).latency_estimators()
+    assert set(estimators) == {"cpu-openvino", "cpu-onnxruntime"}
+    anchors = uniform_anchors(context.space, spec.anchors)
+    expected = target_anchors(context.space, anchors, estimators)  # from the tables the run measured
+
+    trials = optuna.load_study(study_name="e2e", storage=url).get_trials()
+    first = [Plan.from_dict(t.user_attrs["plan"]) for t in trials[: len(anchors) + len(expected)]]
+    assert [p.digest() for p in first] == [p.digest() for p in anchors + [plan for plan, _ in expected]]
+    tagged = trials[len(anchors) : len(first)]
+    assert [t.user_attrs["anchor"] for t in tagged] == [f"float where faster on {target}" for _, target in expected]
+    assert all("anchor" not in t.user_attrs for t in trials[: len(anchors)] + trials[len(first) :])
+    for trial, (plan, target) in zip(tagged, expected, strict=True):
+        uniform = next(t for t in trials[: len(anchors)] if t.user_attrs["plan_digest"] == anchors_with(plan, anchors))
+        ms = trial.user_attrs[f"proxy.latency_measured@{target}"]
+        assert ms == pytest.approx(estimators[target](plan))
+        assert ms < uniform.user_attrs[f"proxy.latency_measured@{target}"] * (1 - MIN_ANCHOR_GAIN)
+
+
+def anchors_with(plan, anchors) -> str:
+    """The digest of the uniform anchor `plan` was derived from: the one with the same pruning."""
+    return next(a.digest() for a in anchors if a.pruning() == plan.pruning())
+
+
 def test_rerun_resumes_without_duplicating(study_run):
     folder, spec, url, _ = study_run
     names = ("e2e", "e2e/full/cpu-openvino", "e2e/full/cpu-onnxruntime")

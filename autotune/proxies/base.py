@@ -103,6 +103,8 @@ class Proxy:
     description: ClassVar[str] = ""
     per_target: ClassVar[bool] = False  # one instance (and objective) per study target, `name@target`
     output_kinds: ClassVar[tuple[str, ...] | None] = None  # output kinds it applies to (None: any)
+    # `compute` reads the plan and the build settings only (no model): it can score plans no trial has built.
+    plan_only: ClassVar[bool] = False
 
     def __init__(self, settings: dict[str, Any] | None = None) -> None:
         self.settings = settings or {}

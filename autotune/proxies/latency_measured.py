@@ -36,6 +36,7 @@ class MeasuredLatency(Proxy):
     unit = "ms per throughput batch"
     description = "base latency on the target x each layer's measured in-network ratio for its precision and pruning"
     per_target = True
+    plan_only = True
 
     @classmethod
     def check_settings(cls, fields) -> None:
