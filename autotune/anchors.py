@@ -17,7 +17,7 @@ from autotune.search_space import SearchSpace
 # A move must gain more than this fraction of the estimate: below it a table's timing noise decides, not the runtime.
 MIN_GAIN = 0.01
 # A target anchor must gain at least this over its uniform anchor, else it is left out. The full evaluation could not
-# tell them apart (one plan's speed ratio spans about 1.25x-1.55x over timing rounds here), and the plan is INT8 with
+# tell them apart (the same 50%-pruned IR measured 1.25x-1.54x INT8 in three runs, issue 8), and the plan is INT8 with
 # a float layer or two: no smaller, no measurably more accurate. OpenVINO's f32 head, estimated 3% faster, ran 1.01x
 # INT8 there and 0.93x on ONNX Runtime, dominated by INT8: 3 of 48 promoted plans in a benchmark run with 1% here
 # (2026-12-03 21:32 UTC), 0 of 48 with 5% (docs/benchmarks.md).

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import copy
+import dataclasses
 import time
 from collections.abc import Callable
 
@@ -107,12 +108,13 @@ class ProxyScorer:
     def latency_estimators(self) -> dict[str, Callable[[Plan], float]]:
         """Per target, plan -> its latency objective's estimate, for the per-target objectives that read the plan alone
         (a measured table: the first call measures it, as a first trial would); no model is built."""
+        template = self._proxy_context(Plan(), None, None, None)
         estimators = {}
         for name in self.objectives:
             proxy = self.proxies[name]
             if proxy.per_target and proxy.plan_only:
                 estimators[proxy.settings["target"].name] = lambda plan, proxy=proxy: float(
-                    proxy.compute(self._proxy_context(plan, None, None, None))
+                    proxy.compute(dataclasses.replace(template, plan=plan))
                 )
         return estimators
 

@@ -14,7 +14,7 @@ from pathlib import Path
 
 import numpy as np
 
-from autotune.anchors import MIN_ANCHOR_GAIN
+from autotune.anchors import MIN_ANCHOR_GAIN, uniform_anchors
 from autotune.context import StudyContext
 from autotune.plan import Plan
 from autotune.promotion import promote
@@ -22,22 +22,15 @@ from autotune.scoring import ProxyScorer
 from autotune.search import run_search
 from autotune.targets.base import Artifact
 from autotune.workloads.io import iter_batches, take
+from benchmarks.variants import SEARCH_VARIANTS
 
 SWEEP_RATIOS = (0.1, 0.2, 0.3, 0.4, 0.5, 0.6, 0.7)
-# Search settings under trial, each a method "autotune:<variant>": the study spec's fields it overrides, and its label.
-SEARCH_VARIANTS = {
-    "uniform-anchors": ({"target_anchors": False}, "autotune with the uniform anchors alone (no target anchors)"),
-}
 PHASES_ATTR = "benchmark_phases_s"  # on the proxy study: search and re-score seconds of its first complete pass
 
 
 def sweep_plans(context: StudyContext, ratios=SWEEP_RATIOS) -> list[Plan]:
     """INT8 at each ratio, snapped to the space's grid (MiniLM prunes 0 / 0.25 / 0.5 of its heads): distinct plans."""
-    plans = {}
-    for ratio in ratios:
-        plan = context.space.uniform_plan(8, ratio)
-        plans.setdefault(plan.digest(), plan)
-    return list(plans.values())
+    return uniform_anchors(context.space, ratios)
 
 
 def autotune_plans(

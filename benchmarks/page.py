@@ -8,8 +8,8 @@ from pathlib import Path
 
 import numpy as np
 
-from benchmarks.methods import SEARCH_VARIANTS
 from benchmarks.pages import write_page
+from benchmarks.variants import SEARCH_VARIANTS
 
 METHOD_ORDER = ("autotune", "random", "sweep", "reference", "nncf-accuracy-control", "int8", "fp32", "fp32-runtime-default")
 LABELS = {

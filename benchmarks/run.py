@@ -53,6 +53,7 @@ from benchmarks.metrics import (
 from benchmarks.page import companions_of, render, write_results
 from benchmarks.pages import quiet_libraries
 from benchmarks.timing import fetch_artifact, interleaved_rounds, quicker
+from benchmarks.variants import SEARCH_VARIANTS
 
 ROOT = Path(__file__).resolve().parents[1]
 RUNTIME_DEFAULT = "fp32-runtime-default"
@@ -68,7 +69,7 @@ class Config:
     seeds: int = 3  # autotune and random search seeds
     sampler: str = ""  # empty: the study's sampler
     proxy_variants: tuple[str, ...] = ()  # proxy recipes autotune also runs with, each a method "autotune:<recipe>"
-    search_variants: tuple[str, ...] = ()  # search settings autotune also runs with (methods.SEARCH_VARIANTS)
+    search_variants: tuple[str, ...] = ()  # search settings autotune also runs with (SEARCH_VARIANTS)
     sweep: tuple[float, ...] = methods.SWEEP_RATIOS
     reference_evaluations: int = 200  # random plans of the cached reference front (plus the sweep, FP32 and INT8)
     compared: tuple[str, ...] = METHODS  # the methods to run (FP32, INT8 and the runtime's own baselines always run)
@@ -147,7 +148,7 @@ class Benchmark:
             variant = dataclasses.replace(self.spec, proxies=load_proxy_recipe(recipe))
             self.autotune_scorers[f"autotune:{recipe}"] = ProxyScorer(dataclasses.replace(self.context, spec=variant))
         for name in config.search_variants:
-            variant = dataclasses.replace(self.spec, **methods.SEARCH_VARIANTS[name][0])
+            variant = dataclasses.replace(self.spec, **SEARCH_VARIANTS[name][0])
             self.autotune_scorers[f"autotune:{name}"] = ProxyScorer(dataclasses.replace(self.context, spec=variant))
         self.evaluator = Evaluator(self.context, self.storage, folder / "artifacts")
         self.references = reference_candidates(self.context, self.scorer)
@@ -479,7 +480,7 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--sampler", default=None)
     parser.add_argument("--proxy-variants", default=None, help="comma-separated proxy recipes autotune also runs with")
     parser.add_argument(
-        "--search-variants", default=None, help=f"comma-separated search settings autotune also runs with: {','.join(methods.SEARCH_VARIANTS)}"
+        "--search-variants", default=None, help=f"comma-separated search settings autotune also runs with: {','.join(SEARCH_VARIANTS)}"
     )
     parser.add_argument("--sweep", default=None, help="comma-separated pruning ratios of the uniform sweep")
     parser.add_argument("--targets", default=None, help="comma-separated subset of the study's targets")
@@ -510,8 +511,8 @@ def main(argv: list[str] | None = None) -> None:
     config = dataclasses.replace(config, **{k: v for k, v in overrides.items() if v is not None})
     if unknown := sorted(set(config.compared) - set(METHODS)):
         parser.error(f"--methods: unknown {unknown}; expected some of {list(METHODS)}")
-    if unknown := sorted(set(config.search_variants) - set(methods.SEARCH_VARIANTS)):
-        parser.error(f"--search-variants: unknown {unknown}; expected some of {list(methods.SEARCH_VARIANTS)}")
+    if unknown := sorted(set(config.search_variants) - set(SEARCH_VARIANTS)):
+        parser.error(f"--search-variants: unknown {unknown}; expected some of {list(SEARCH_VARIANTS)}")
     quiet_libraries()
     config = dataclasses.replace(config, recovery_precision=resolved_recovery_precision(config))
     default_folder = f"{config.study}-{config.recovery_precision}"

@@ -23,6 +23,7 @@ from optuna.trial import TrialState
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
+from autotune.anchors import uniform_anchors  # noqa: E402
 from autotune.context import prepare  # noqa: E402
 from autotune.pareto import hypervolume  # noqa: E402
 from autotune.scoring import ProxyScorer  # noqa: E402
@@ -35,8 +36,8 @@ SAMPLERS = ("nsga2", "tpe", "random")  # add gp with --samplers: seconds per tri
 
 def search(context, scorer, name: str, seed: int, trials: int) -> tuple[np.ndarray, float]:
     study = optuna.create_study(directions=["minimize"] * len(scorer.objectives), sampler=make_sampler(name, seed, trials))
-    for ratio in context.spec.anchors:
-        study.enqueue_trial(context.space.params_for(context.space.uniform_plan(8, ratio)), skip_if_exists=True)
+    for plan in uniform_anchors(context.space, context.spec.anchors):
+        study.enqueue_trial(context.space.params_for(plan), skip_if_exists=True)
 
     def objective(trial: optuna.Trial) -> tuple[float, ...]:
         scores = scorer.score(context.space.suggest_plan(trial), context.spec.recovery.search_steps)
