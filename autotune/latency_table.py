@@ -27,6 +27,7 @@ import numpy as np
 from torch import nn
 
 from autotune.errors import TargetError
+from autotune.machine import machine_identity
 from autotune.paths import cache_dir, workspace
 from autotune.plan import LayerChoice, Plan
 from autotune.progress import console, progress_bar
@@ -61,8 +62,9 @@ def timing_context(build: BuildContext) -> BuildContext:
 
 
 def target_identity(spec: HardwareSpec) -> str:
+    """What a cached timing is keyed by besides the model: the target's settings, this machine and its build packages."""
     fields = {"backend": spec.backend, "threads": spec.threads, "batch": spec.throughput_batch, "options": spec.options}
-    return json.dumps(fields, sort_keys=True)
+    return json.dumps(fields | {"machine": machine_identity()}, sort_keys=True)
 
 
 def _plan_latency_ms(
@@ -103,6 +105,19 @@ def _plans_latency_ms(
     plans = {plan_json: Plan.from_json(plan_json) for plan_json in plan_jsons}
     timings = time_in_rounds(spec, plans, pruner, build, channel_multiple, rounds)
     return {key: value if isinstance(value, str) else float(np.median(value)) for key, value in timings.items()}
+
+
+def timed_plans_ms(
+    spec: HardwareSpec, plans: list[Plan], pruner: GroupPruner, build: BuildContext, channel_multiple: int, rounds: int
+) -> dict[str, float | str]:
+    """Whole plans built as a table builds its probes, each timed at the throughput batch (the median of `rounds`
+    interleaved rounds; cached on disk as a set): ms by the plan's JSON, or why the target refused it."""
+    memory = joblib.Memory(cache_dir("latency"), verbose=0)
+    in_rounds = memory.cache(_plans_latency_ms, ignore=["spec", "pruner", "build"])
+    plan_jsons = tuple(plan.to_json() for plan in plans)
+    return in_rounds(
+        target_identity(spec), architecture_key(pruner.teacher), plan_jsons, channel_multiple, max(rounds, 1), spec, pruner, timing_context(build)
+    )
 
 
 def time_in_rounds(

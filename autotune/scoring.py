@@ -67,6 +67,10 @@ class ProxyScorer:
         """Per latency proxy that learnt a correction from earlier full evaluations, how many plans it learnt from."""
         return {name: proxy.learnt_from for name, proxy in self.proxies.items() if getattr(proxy, "learnt_from", 0)}
 
+    def latency_checks(self) -> dict[str, dict]:
+        """Per latency proxy whose table was checked against whole plans timed on its target, the check."""
+        return {name: proxy.check.to_dict() for name, proxy in self.proxies.items() if getattr(proxy, "check", None)}
+
     def activation_ranges(self) -> dict[str, tuple[float, float]]:
         """Each layer's input range on the calibration inputs through the FP32 model, computed once."""
         if self._activation_ranges is None:
@@ -100,6 +104,7 @@ class ProxyScorer:
             pruner=self.context.recovery.pruner,
             build=self.context.build_context(),
             prune_ratios=self.context.space.prune_ratios(),
+            space=self.context.space,
             device=self.context.recovery.config.device,
             batchnorm_from_calibration=from_calibration,
             channels_last=self.channels_last,

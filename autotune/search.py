@@ -154,6 +154,9 @@ def run_search(
             )
         if learnt:
             study.set_user_attr("latency_learnt_from", learnt)
+    checks = scorer.latency_checks()
+    if checks:
+        study.set_user_attr("latency_check", checks)
     completed = study.get_trials(states=(TrialState.COMPLETE,))
     if not completed:
         failed = study.get_trials(states=(TrialState.FAIL,))

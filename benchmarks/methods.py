@@ -16,6 +16,7 @@ import numpy as np
 
 from autotune.anchors import MIN_ANCHOR_GAIN, uniform_anchors
 from autotune.context import StudyContext
+from autotune.latency_check import CHECK_MIN_SPEARMAN
 from autotune.plan import Plan
 from autotune.promotion import promote
 from autotune.scoring import ProxyScorer
@@ -51,9 +52,10 @@ def autotune_plans(
     variant = method.split(":", 1)[1] if ":" in method else ""
     study_method = "autotune" if variant in SEARCH_VARIANTS else method
     anchors = f"-target-anchors-{MIN_ANCHOR_GAIN:g}" if context.spec.target_anchors else ""
+    checked = f"-latency-checked-{CHECK_MIN_SPEARMAN:g}" if latency_checked(context.spec.proxies) else ""
     spec = dataclasses.replace(
         context.spec,
-        name=f"{context.spec.name}/{study_method}/{sampler}-s{seed}-proxies-{recipe}{anchors}",
+        name=f"{context.spec.name}/{study_method}/{sampler}-s{seed}-proxies-{recipe}{anchors}{checked}",
         seed=seed,
         sampler=sampler,
         trials=trials,
@@ -73,6 +75,16 @@ def autotune_plans(
     if first is None:
         study.set_user_attr(PHASES_ATTR, phases)
     return [c.plan for c in promoted], first or phases, promoted
+
+
+def latency_checked(recipe) -> bool:
+    """Whether the recipe's latency tables are checked against whole plans (autotune.latency_check)."""
+    from autotune.proxies.latency_measured import COUNTS
+
+    if "latency_measured" not in recipe.objectives:
+        return False
+    count = recipe.settings.get("latency_measured", {}).get("check_plans", COUNTS["check_plans"][2])
+    return any(count.values()) if isinstance(count, dict) else bool(count)
 
 
 def accuracy_control(context: StudyContext, target, max_drop_pts: float, folder: Path, validation_samples: int | None):

@@ -30,6 +30,7 @@ from optuna.trial import TrialState
 
 from autotune.context import prepare, resolve_device, resolve_recovery_precision
 from autotune.evaluate import Evaluator, tool_versions, trial_key
+from autotune.machine import cpu_model
 from autotune.pareto import hypervolume, nondominated_ranks
 from autotune.plan import HALF_PRECISION_BITS, LayerChoice, Plan
 from autotune.progress import console
@@ -109,8 +110,7 @@ def resolved_recovery_precision(config: Config) -> str:
 
 
 def machine() -> dict:
-    cpu = next((line.split(":", 1)[1].strip() for line in open("/proc/cpuinfo") if line.startswith("model name")), "?")
-    return {"cpu": cpu, "cores": os.cpu_count(), "platform": platform.platform(), "python": platform.python_version()}
+    return {"cpu": cpu_model(), "cores": os.cpu_count(), "platform": platform.platform(), "python": platform.python_version()}
 
 
 class Benchmark:
@@ -148,7 +148,7 @@ class Benchmark:
             variant = dataclasses.replace(self.spec, proxies=load_proxy_recipe(recipe))
             self.autotune_scorers[f"autotune:{recipe}"] = ProxyScorer(dataclasses.replace(self.context, spec=variant))
         for name in config.search_variants:
-            variant = dataclasses.replace(self.spec, **SEARCH_VARIANTS[name][0])
+            variant = SEARCH_VARIANTS[name][0](self.spec)
             self.autotune_scorers[f"autotune:{name}"] = ProxyScorer(dataclasses.replace(self.context, spec=variant))
         self.evaluator = Evaluator(self.context, self.storage, folder / "artifacts")
         self.references = reference_candidates(self.context, self.scorer)

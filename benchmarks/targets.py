@@ -16,6 +16,7 @@ import time
 from pathlib import Path
 
 from autotune.context import StudyContext, prepare
+from autotune.machine import cpu_model
 from autotune.plan import Plan
 from autotune.spec import load_hardware, load_study_spec
 from autotune.targets import make_target
@@ -61,15 +62,6 @@ def main() -> None:
                 f"{measurement.throughput_per_s:,.0f} img/s @{measurement.throughput_batch}"
             )
     write_report(args.output, rows, time.perf_counter() - started, steps)
-
-
-def cpu_model() -> str:
-    cpuinfo = Path("/proc/cpuinfo")
-    if cpuinfo.is_file():
-        for line in cpuinfo.read_text().splitlines():
-            if line.startswith("model name"):
-                return line.split(":", 1)[1].strip()
-    return platform.processor() or platform.machine()
 
 
 def write_report(path: Path, rows: dict[str, list[tuple]], seconds: float, steps: int) -> None:

@@ -3,7 +3,24 @@
 Kept apart from benchmarks.methods so the page (re-rendered without torch) can label them.
 """
 
-# variant -> (the study spec's fields it overrides, its label on the page)
+import dataclasses
+
+
+def _without_target_anchors(spec):
+    return dataclasses.replace(spec, target_anchors=False)
+
+
+def _without_latency_check(spec):
+    settings = dict(spec.proxies.settings)
+    settings["latency_measured"] = dict(settings.get("latency_measured", {})) | {"check_plans": 0}
+    return dataclasses.replace(spec, proxies=dataclasses.replace(spec.proxies, settings=settings))
+
+
+# variant -> (the study spec it searches with, given the study's; its label on the page)
 SEARCH_VARIANTS = {
-    "uniform-anchors": ({"target_anchors": False}, "autotune with the uniform anchors alone (no target anchors)"),
+    "uniform-anchors": (_without_target_anchors, "autotune with the uniform anchors alone (no target anchors)"),
+    "unchecked-latency": (
+        _without_latency_check,
+        "autotune with the latency tables unchecked (no whole plans timed, no fallback table)",
+    ),
 }

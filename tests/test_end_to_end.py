@@ -177,6 +177,21 @@ def test_the_search_starts_from_uniform_anchors_and_each_with_the_layers_a_targe
         assert ms < uniform.user_attrs[f"proxy.latency_measured@{target}"] * (1 - MIN_ANCHOR_GAIN)
 
 
+def test_each_latency_table_is_checked_against_whole_plans_timed_on_its_target(study_run):
+    from autotune.latency_check import CHECK_MIN_SPEARMAN, FALLBACK_MARGIN, MIN_CHECK_PLANS
+
+    _, _, url, result = study_run
+    checks = optuna.load_study(study_name="e2e", storage=url).user_attrs["latency_check"]
+    assert set(checks) == {"latency_measured@cpu-openvino", "latency_measured@cpu-onnxruntime"}
+    for name, check in checks.items():
+        assert MIN_CHECK_PLANS <= check["plans"] <= 12 and check["target"] == name.split("@")[1]
+        assert -1.0 <= check["spearman"] <= 1.0 and check["median_error"] >= 1.0
+        fell_short = check["spearman"] < CHECK_MIN_SPEARMAN
+        assert (check["fallback_spearman"] is not None) == fell_short  # the fallback is measured only when needed
+        assert check["uses_fallback"] == (fell_short and check["fallback_spearman"] >= check["spearman"] + FALLBACK_MARGIN)
+        assert f"latency table on {check['target']} ranks {check['plans']} whole plans timed on it" in result.stderr
+
+
 def anchors_with(plan, anchors) -> str:
     """The digest of the uniform anchor `plan` was derived from: the one with the same pruning."""
     return next(a.digest() for a in anchors if a.pruning() == plan.pruning())

@@ -187,3 +187,58 @@ def test_probe_rounds_out_of_range_is_refused_naming_the_field(tmp_path):
         load_proxy_recipe(str(path))
     path.write_text('objectives = ["output_divergence", "latency_measured"]\n[latency_measured]\nprobe_rounds = { openvino = 3 }\n')
     assert load_proxy_recipe(str(path)).settings["latency_measured"]["probe_rounds"] == {"openvino": 3}
+
+
+def test_a_table_that_misranks_whole_plans_gives_way_to_a_fallback_that_ranks_them_clearly_better(table, tiny_context):
+    """The check's rule on a real table: times it ranks exactly never measure the fallback; times it ranks backwards
+    measure it, and it is used only where it ranks them better by the margin."""
+    from autotune.latency_check import checked_table
+
+    plans = tiny_context.space.random_plans(8, seed=3)
+    own = {p.to_json(): table.estimate_ms(p) for p in plans}
+    assert len(set(own.values())) == len(plans)  # distinct estimates, so rankings are strict
+
+    def never() -> LatencyTable:
+        raise AssertionError("the fallback was measured for a table that ranks the plans exactly")
+
+    kept, check = checked_table("cpu-onnxruntime", table, never, own, plans)
+    assert kept is table and check.spearman == pytest.approx(1.0) and check.median_error == pytest.approx(1.0)
+    assert check.fallback_spearman is None and not check.uses_fallback
+
+    class Inverse:  # a table whose estimates rank plans opposite to the real one
+        def estimate_ms(self, plan: Plan) -> float:
+            return 1.0 / table.estimate_ms(plan)
+
+    backwards = {p.to_json(): 1.0 / ms for p, ms in zip(plans, own.values(), strict=True)}
+    inverse = Inverse()
+    kept, check = checked_table("cpu-onnxruntime", table, lambda: inverse, backwards, plans)
+    assert kept is inverse and check.uses_fallback
+    assert check.spearman == pytest.approx(-1.0) and check.fallback_spearman == pytest.approx(1.0)
+    assert check.describe() == (
+        "latency table on cpu-onnxruntime ranks 8 whole plans timed on it at Spearman -1.00; a base per precision "
+        "with summed time deltas ranks them at +1.00: uses it instead"
+    )
+    kept, check = checked_table("cpu-onnxruntime", table, lambda: table, backwards, plans)  # no better: kept
+    assert kept is table and not check.uses_fallback and check.fallback_spearman == pytest.approx(-1.0)
+
+
+def test_plans_the_target_refuses_are_left_out_of_the_check_and_too_few_plans_check_nothing(table, tiny_context):
+    from autotune.latency_check import MIN_CHECK_PLANS, checked_table
+
+    plans = tiny_context.space.random_plans(MIN_CHECK_PLANS + 1, seed=4)
+    timed = {p.to_json(): table.estimate_ms(p) for p in plans}
+    timed[plans[0].to_json()] = "target refused it"
+    kept, check = checked_table("cpu-onnxruntime", table, None, timed, plans)
+    assert check.plans == MIN_CHECK_PLANS and kept is table
+    timed[plans[1].to_json()] = "target refused it"
+    assert checked_table("cpu-onnxruntime", table, None, timed, plans) == (table, None)
+
+
+def test_check_plans_below_the_least_are_refused_naming_the_field(tmp_path):
+    from autotune.errors import SpecError
+    from autotune.spec import load_proxy_recipe
+
+    path = tmp_path / "r.toml"
+    path.write_text('objectives = ["output_divergence", "latency_measured"]\n[latency_measured]\ncheck_plans = 3\n')
+    with pytest.raises(SpecError, match=r"r.toml: latency_measured.check_plans: 3: expected 0 \(never\) or at least 5 plans"):
+        load_proxy_recipe(str(path))

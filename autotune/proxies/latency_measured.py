@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from autotune.latency_check import CHECK_SEED, FALLBACK, MIN_CHECK_PLANS, TableCheck, checked_table
 from autotune.latency_history import LatencyCorrection, load_observations, observations_path
 from autotune.latency_table import (
     BASES,
@@ -10,6 +11,7 @@ from autotune.latency_table import (
     PRUNING_PROBES,
     LatencyTable,
     architecture_key,
+    timed_plans_ms,
 )
 from autotune.progress import console
 from autotune.proxies.base import Proxy, ProxyContext
@@ -27,7 +29,9 @@ SETTINGS = {
 # `learn_from_measured`: once this many plans of the architecture were measured on the target by earlier full
 # evaluations (any study, this workspace), the table's estimate is corrected by a regression learnt from them
 # (autotune.latency_history); 0 never.
-COUNTS = {"probe_rounds": (1, 9, 1), "learn_from_measured": (0, 100_000, 0)}  # (least, most, default)
+# `check_plans`: whole plans drawn from the search space, timed on the target to check the table's ranking (and to
+# fall back to a base per precision with summed deltas where it misranks them: autotune.latency_check); 0 never.
+COUNTS = {"probe_rounds": (1, 9, 1), "learn_from_measured": (0, 100_000, 0), "check_plans": (0, 200, 12)}  # (least, most, default)
 LEAST_TO_LEARN_FROM = 8
 
 
@@ -52,12 +56,15 @@ class MeasuredLatency(Proxy):
                     raise fields.error(key, f"{count!r}: expected an integer from {least} to {most}")
                 if key == "learn_from_measured" and 0 < count < LEAST_TO_LEARN_FROM:
                     raise fields.error(key, f"{count!r}: expected 0 (never) or at least {LEAST_TO_LEARN_FROM} measured plans")
+                if key == "check_plans" and 0 < count < MIN_CHECK_PLANS:
+                    raise fields.error(key, f"{count!r}: expected 0 (never) or at least {MIN_CHECK_PLANS} plans")
         fields.reject_unknown()
 
     def __init__(self, settings=None) -> None:
         super().__init__(settings)
         self.target = self.settings["target"]
         self._table: LatencyTable | None = None
+        self.check: TableCheck | None = None  # how the table ranked whole plans timed on the target
         self._correction: LatencyCorrection | None = None
         self._learnt = False
         self._history_until: float | None = None
@@ -88,21 +95,37 @@ class MeasuredLatency(Proxy):
 
     def table(self, context: ProxyContext) -> LatencyTable:
         if self._table is None:
-            self._table = LatencyTable(
-                self.target,
-                context.pruner,
-                context.build,
-                context.channel_multiple,
-                self.setting("bases"),
-                self.setting("pruning_probes"),
-                context.prune_ratios,
-                self.setting("composition"),
-                self.setting("pruning_precisions"),
-                self.setting("probe_rounds"),
-            )
+            self._table = self._checked(context, self._measure(context, {}))
         if not self._learnt:
             self._correction, self._learnt = self._learn(context, self._table), True
         return self._table
+
+    def _measure(self, context: ProxyContext, overrides: dict[str, str]) -> LatencyTable:
+        settings = {key: self.setting(key) for key in SETTINGS} | overrides
+        return LatencyTable(
+            self.target,
+            context.pruner,
+            context.build,
+            context.channel_multiple,
+            settings["bases"],
+            settings["pruning_probes"],
+            context.prune_ratios,
+            settings["composition"],
+            settings["pruning_precisions"],
+            self.setting("probe_rounds"),
+        )
+
+    def _checked(self, context: ProxyContext, table: LatencyTable) -> LatencyTable:
+        """The table, or the fallback where whole plans drawn from the search space rank it wrong (latency_check)."""
+        count = self.setting("check_plans")
+        if not count or context.space is None:
+            return table
+        plans = context.space.random_plans(count, CHECK_SEED)
+        timed = timed_plans_ms(self.target, plans, context.pruner, context.build, context.channel_multiple, self.setting("probe_rounds"))
+        has_fallback_settings = all(self.setting(key) == value for key, value in FALLBACK.items())
+        fallback = None if has_fallback_settings else lambda: self._measure(context, FALLBACK)
+        table, self.check = checked_table(self.target.name, table, fallback, timed, plans)
+        return table
 
     def _learn(self, context: ProxyContext, table: LatencyTable) -> LatencyCorrection | None:
         least = self.setting("learn_from_measured")

@@ -1,0 +1,89 @@
+"""A latency table checked against whole plans timed on its target, and the fallback kept where it ranks them better.
+
+A table composes per-layer ratios each measured around one base. On ONNX Runtime a float layer inside an INT8 network
+pays precision and layout conversions at both of its ends: on a depthwise CNN each such probe measured 1.6-2.6x the
+whole INT8 network, and random mixed plans were estimated up to 68x their measured time (Spearman +0.06 over 30
+plans). So plans drawn from the search space are timed beside the probes; where the table ranks them below
+`CHECK_MIN_SPEARMAN`, a table with a base per precision and summed time deltas is measured as well (there the same
+plans ranked at +0.74) and kept if it ranks them better by `FALLBACK_MARGIN`.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import asdict, dataclass
+
+import numpy as np
+from scipy.stats import spearmanr
+
+from autotune.latency_table import LatencyTable
+from autotune.plan import Plan
+from autotune.progress import console
+
+CHECK_SEED = 20261204  # the check plans are the same for every table of a study's space
+MIN_CHECK_PLANS = 5  # fewer timed plans say nothing about a ranking
+CHECK_MIN_SPEARMAN = 0.6  # fashion-cnn's tables ranked 160 plans at +0.75 (ONNX Runtime) and +0.80 (OpenVINO)
+FALLBACK_MARGIN = 0.1  # twelve plans rank noisily: the fallback must be clearly better to replace the setting chosen
+FALLBACK = {"bases": "per_precision", "composition": "sum"}
+
+
+@dataclass(frozen=True)
+class TableCheck:
+    """How a table ranked the check plans, and which settings the proxy uses after the check."""
+
+    target: str
+    plans: int  # check plans the target built and timed
+    spearman: float | None  # of the configured table's estimates against their times
+    median_error: float | None  # median |log(estimate / time)|, as a factor (1.0 = exact)
+    fallback_spearman: float | None  # of the fallback table, where it was measured
+    fallback_median_error: float | None
+    uses_fallback: bool
+
+    def to_dict(self) -> dict:
+        return asdict(self)
+
+    def describe(self) -> str:
+        found = f"latency table on {self.target} ranks {self.plans} whole plans timed on it at Spearman {_signed(self.spearman)}"
+        if self.fallback_spearman is None:
+            return found
+        settings = "a base per precision with summed time deltas"
+        verdict = "uses it instead" if self.uses_fallback else "keeps the configured table"
+        return f"{found}; {settings} ranks them at {_signed(self.fallback_spearman)}: {verdict}"
+
+
+def _signed(value: float | None) -> str:
+    return "n/a" if value is None else f"{value:+.2f}"
+
+
+def ranking(table: LatencyTable, plans: list[Plan], times_ms: list[float]) -> tuple[float | None, float | None]:
+    """Spearman of the table's estimates against the times, and its median error as a factor."""
+    estimates = np.array([table.estimate_ms(plan) for plan in plans])
+    times = np.array(times_ms)
+    error = float(np.exp(np.median(np.abs(np.log(estimates / times)))))
+    if np.ptp(estimates) == 0 or np.ptp(times) == 0:
+        return None, error
+    return float(spearmanr(estimates, times).statistic), error
+
+
+def checked_table(
+    target: str,
+    table: LatencyTable,
+    fallback: Callable[[], LatencyTable] | None,
+    timed: dict[str, float | str],
+    plans: list[Plan],
+) -> tuple[LatencyTable, TableCheck | None]:
+    """The table to use and its check. `timed` holds each plan's time (ms) by its JSON, or why the target refused it;
+    `fallback` measures the fallback table (None where the table already has its settings)."""
+    kept = [(plan, value) for plan in plans if not isinstance(value := timed.get(plan.to_json()), str) and value]
+    if len(kept) < MIN_CHECK_PLANS:
+        return table, None
+    checked, times = [plan for plan, _ in kept], [float(ms) for _, ms in kept]
+    spearman, error = ranking(table, checked, times)
+    alternative, fallback_spearman, fallback_error = None, None, None
+    if fallback is not None and (spearman is None or spearman < CHECK_MIN_SPEARMAN):
+        alternative = fallback()
+        fallback_spearman, fallback_error = ranking(alternative, checked, times)
+    better = fallback_spearman is not None and fallback_spearman >= (spearman if spearman is not None else -1.0) + FALLBACK_MARGIN
+    check = TableCheck(target, len(kept), spearman, error, fallback_spearman, fallback_error, better)
+    console.print(("[yellow]" if spearman is None or spearman < CHECK_MIN_SPEARMAN else "") + check.describe())
+    return (alternative if better else table), check
