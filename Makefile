@@ -3,7 +3,7 @@ VENV ?= .venv
 SUDO := $(shell [ "$$(id -u)" -eq 0 ] || echo sudo)
 FASHION_MNIST := /usr/share/datasets/fashion-mnist/t10k-images-idx3-ubyte.gz
 
-.PHONY: setup demo test lint benchmark benchmark-minilm benchmark-quick benchmark-targets benchmark-proxy benchmark-warm-start benchmark-calibration benchmark-samplers benchmark-fidelity benchmark-latency-fidelity benchmark-cycle benchmark-recovery-precision benchmark-recovery-learning-rate benchmark-recovery-steps benchmark-onnxruntime-reduce-range benchmark-latency-correction dashboard
+.PHONY: setup demo test lint benchmark benchmark-minilm benchmark-quick benchmark-targets benchmark-proxy benchmark-warm-start benchmark-calibration benchmark-samplers benchmark-fidelity benchmark-latency-fidelity benchmark-cycle benchmark-recovery-precision benchmark-recovery-learning-rate benchmark-recovery-steps benchmark-onnxruntime-reduce-range benchmark-latency-correction benchmark-latency-zoo dashboard
 
 setup: $(VENV)/.installed $(FASHION_MNIST)
 
@@ -97,6 +97,9 @@ benchmark-onnxruntime-reduce-range: setup
 # of an earlier run (a workspace's cache/latency-observed).
 benchmark-latency-correction: setup
 	$(VENV)/bin/python -m benchmarks.latency_fidelity --variants default-rounds --out docs/latency-correction.md $(ARGS)
+
+benchmark-latency-zoo: setup
+	$(VENV)/bin/python -m benchmarks.zoo_latency $(ARGS)
 
 dashboard: setup
 	$(VENV)/bin/autotune dashboard

@@ -22,7 +22,9 @@ from autotune.progress import console
 
 CHECK_SEED = 20261204  # the check plans are the same for every table of a study's space
 MIN_CHECK_PLANS = 5  # fewer timed plans say nothing about a ranking
-CHECK_MIN_SPEARMAN = 0.6  # fashion-cnn's tables ranked 160 plans at +0.75 (ONNX Runtime) and +0.80 (OpenVINO)
+# Twelve plans rank noisily (fashion-cnn's OpenVINO table ranked 160 plans at +0.80 and this check's 12 at +0.59): the
+# fallback, a second table to measure, is tried where the ranking is poor beyond that noise.
+CHECK_MIN_SPEARMAN = 0.5
 FALLBACK_MARGIN = 0.1  # twelve plans rank noisily: the fallback must be clearly better to replace the setting chosen
 FALLBACK = {"bases": "per_precision", "composition": "sum"}
 
