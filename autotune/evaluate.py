@@ -12,7 +12,6 @@ import json
 import platform
 import tempfile
 import time
-from importlib import metadata
 from pathlib import Path
 
 import numpy as np
@@ -28,6 +27,7 @@ from autotune.errors import AutotuneError
 from autotune.gates import gate_failures, only_calibration
 from autotune.latency_history import observations_path, record_observation
 from autotune.latency_table import architecture_key
+from autotune.machine import package_versions
 from autotune.paths import workspace
 from autotune.progress import console, progress_bar
 from autotune.promotion import Candidate
@@ -46,14 +46,7 @@ def measured_metrics(metric_name: str, hardware: HardwareSpec) -> list[str]:
 
 def tool_versions() -> dict[str, str]:
     """Installed versions of autotune and the libraries a result depends on (recorded with every recipe and benchmark)."""
-    names = ("autotune", "torch", "openvino", "nncf", "onnxruntime", "torchao", "torch-pruning", "optuna", "moocore")
-    found = {}
-    for name in names:
-        try:
-            found[name] = metadata.version(name)
-        except metadata.PackageNotFoundError:
-            continue
-    return found
+    return package_versions(("autotune", "torch", "openvino", "nncf", "onnxruntime", "torchao", "torch-pruning", "optuna", "moocore"))
 
 
 class Evaluator:

@@ -40,7 +40,13 @@ def machine_identity() -> dict[str, str | int]:
     }
     if torch.cuda.is_available():
         found["gpu"] = torch.cuda.get_device_name(0)
-    for name in BUILD_PACKAGES:
+    return found | package_versions(BUILD_PACKAGES)
+
+
+def package_versions(names: tuple[str, ...]) -> dict[str, str]:
+    """Installed versions of the named distributions (those not installed left out)."""
+    found = {}
+    for name in names:
         try:
             found[name] = metadata.version(name)
         except metadata.PackageNotFoundError:

@@ -242,3 +242,18 @@ def test_check_plans_below_the_least_are_refused_naming_the_field(tmp_path):
     path.write_text('objectives = ["output_divergence", "latency_measured"]\n[latency_measured]\ncheck_plans = 3\n')
     with pytest.raises(SpecError, match=r"r.toml: latency_measured.check_plans: 3: expected 0 \(never\) or at least 5 plans"):
         load_proxy_recipe(str(path))
+
+
+def test_cached_timings_are_keyed_by_this_machine_and_the_packages_that_build_the_artifact():
+    """A workspace shared by workers on other CPUs, or kept across an upgrade, never reads back another's timings."""
+    import json
+    from importlib import metadata
+
+    from autotune.latency_table import target_identity
+    from autotune.machine import cpu_model
+
+    key = json.loads(target_identity(load_hardware("cpu-onnxruntime")))
+    machine = key["machine"]
+    assert machine["cpu"] == cpu_model() and machine["logical_cpus"] >= 1 and len(machine["cpu_flags"]) == 12
+    assert machine["onnxruntime"] == metadata.version("onnxruntime") and machine["torch"] == metadata.version("torch")
+    assert key["backend"] == "onnxruntime"
