@@ -3,7 +3,7 @@
 A table composes per-layer ratios each measured around one base. On ONNX Runtime a float layer inside an INT8 network
 pays precision and layout conversions at both of its ends: on a depthwise CNN each such probe measured 1.6-2.6x the
 whole INT8 network, and random mixed plans were estimated up to 68x their measured time (Spearman +0.06 over 30
-plans). So plans drawn from the search space are timed beside the probes; where the table ranks them below
+plans). So plans drawn from the search space are built and timed whole, like the probes; where the table ranks them below
 `CHECK_MIN_SPEARMAN`, a table with a base per precision and summed time deltas is measured as well (there the same
 plans ranked at +0.74) and kept if it ranks them better by `FALLBACK_MARGIN`.
 """
@@ -36,7 +36,7 @@ class TableCheck:
     target: str
     plans: int  # check plans the target built and timed
     spearman: float | None  # of the configured table's estimates against their times
-    median_error: float | None  # median |log(estimate / time)|, as a factor (1.0 = exact)
+    median_error: float  # median |log(estimate / time)|, as a factor (1.0 = exact)
     fallback_spearman: float | None  # of the fallback table, where it was measured
     fallback_median_error: float | None
     uses_fallback: bool
@@ -57,7 +57,7 @@ def _signed(value: float | None) -> str:
     return "n/a" if value is None else f"{value:+.2f}"
 
 
-def ranking(table: LatencyTable, plans: list[Plan], times_ms: list[float]) -> tuple[float | None, float | None]:
+def ranking(table: LatencyTable, plans: list[Plan], times_ms: list[float]) -> tuple[float | None, float]:
     """Spearman of the table's estimates against the times, and its median error as a factor."""
     estimates = np.array([table.estimate_ms(plan) for plan in plans])
     times = np.array(times_ms)
@@ -81,11 +81,12 @@ def checked_table(
         return table, None
     checked, times = [plan for plan, _ in kept], [float(ms) for _, ms in kept]
     spearman, error = ranking(table, checked, times)
+    poor = spearman is None or spearman < CHECK_MIN_SPEARMAN
     alternative, fallback_spearman, fallback_error = None, None, None
-    if fallback is not None and (spearman is None or spearman < CHECK_MIN_SPEARMAN):
+    if fallback is not None and poor:
         alternative = fallback()
         fallback_spearman, fallback_error = ranking(alternative, checked, times)
     better = fallback_spearman is not None and fallback_spearman >= (spearman if spearman is not None else -1.0) + FALLBACK_MARGIN
     check = TableCheck(target, len(kept), spearman, error, fallback_spearman, fallback_error, better)
-    console.print(("[yellow]" if spearman is None or spearman < CHECK_MIN_SPEARMAN else "") + check.describe())
+    console.print(("[yellow]" if poor else "") + check.describe())
     return (alternative if better else table), check

@@ -108,13 +108,12 @@ def _plans_latency_ms(
 
 
 def timed_plans_ms(
-    spec: HardwareSpec, plans: list[Plan], pruner: GroupPruner, build: BuildContext, channel_multiple: int, rounds: int
+    spec: HardwareSpec, plan_jsons: tuple[str, ...], pruner: GroupPruner, build: BuildContext, channel_multiple: int, rounds: int
 ) -> dict[str, float | str]:
-    """Whole plans built as a table builds its probes, each timed at the throughput batch (the median of `rounds`
-    interleaved rounds; cached on disk as a set): ms by the plan's JSON, or why the target refused it."""
+    """Whole plans (as JSON) built as a table builds its probes, each timed at the throughput batch (the median of
+    `rounds` interleaved rounds; cached on disk as a set): ms by the plan's JSON, or why the target refused it."""
     memory = joblib.Memory(cache_dir("latency"), verbose=0)
     in_rounds = memory.cache(_plans_latency_ms, ignore=["spec", "pruner", "build"])
-    plan_jsons = tuple(plan.to_json() for plan in plans)
     return in_rounds(
         target_identity(spec), architecture_key(pruner.teacher), plan_jsons, channel_multiple, max(rounds, 1), spec, pruner, timing_context(build)
     )
@@ -271,8 +270,7 @@ class LatencyTable:
             self._measure_probes(timed, probes, groups, probe_ratios, pruning_precisions, channel_multiple, [], quiet=True)
             plans = tuple(dict.fromkeys(listed))
             listed = None
-            in_rounds = memory.cache(_plans_latency_ms, ignore=["spec", "pruner", "build"])
-            measured_in_rounds |= in_rounds(identity, architecture, plans, channel_multiple, probe_rounds, spec, pruner, samples)
+            measured_in_rounds |= timed_plans_ms(spec, plans, pruner, build, channel_multiple, probe_rounds)
 
         refused: list[str] = []
         self._measure_probes(timed, probes, groups, probe_ratios, pruning_precisions, channel_multiple, refused)

@@ -19,6 +19,7 @@ from autotune.context import StudyContext
 from autotune.latency_check import CHECK_MIN_SPEARMAN
 from autotune.plan import Plan
 from autotune.promotion import promote
+from autotune.proxies.latency_measured import MeasuredLatency
 from autotune.scoring import ProxyScorer
 from autotune.search import run_search
 from autotune.targets.base import Artifact
@@ -52,7 +53,7 @@ def autotune_plans(
     variant = method.split(":", 1)[1] if ":" in method else ""
     study_method = "autotune" if variant in SEARCH_VARIANTS else method
     anchors = f"-target-anchors-{MIN_ANCHOR_GAIN:g}" if context.spec.target_anchors else ""
-    checked = f"-latency-checked-{CHECK_MIN_SPEARMAN:g}" if latency_checked(context.spec.proxies) else ""
+    checked = f"-latency-checked-{CHECK_MIN_SPEARMAN:g}" if latency_checked(context.spec) else ""
     spec = dataclasses.replace(
         context.spec,
         name=f"{context.spec.name}/{study_method}/{sampler}-s{seed}-proxies-{recipe}{anchors}{checked}",
@@ -77,14 +78,12 @@ def autotune_plans(
     return [c.plan for c in promoted], first or phases, promoted
 
 
-def latency_checked(recipe) -> bool:
-    """Whether the recipe's latency tables are checked against whole plans (autotune.latency_check)."""
-    from autotune.proxies.latency_measured import COUNTS
-
-    if "latency_measured" not in recipe.objectives:
+def latency_checked(spec) -> bool:
+    """Whether the study's latency tables are checked against whole plans on any of its targets (autotune.latency_check)."""
+    if "latency_measured" not in spec.proxies.objectives:
         return False
-    count = recipe.settings.get("latency_measured", {}).get("check_plans", COUNTS["check_plans"][2])
-    return any(count.values()) if isinstance(count, dict) else bool(count)
+    settings = spec.proxies.settings.get("latency_measured", {})
+    return any(MeasuredLatency(settings | {"target": target}).setting("check_plans") for target in spec.targets)
 
 
 def accuracy_control(context: StudyContext, target, max_drop_pts: float, folder: Path, validation_samples: int | None):

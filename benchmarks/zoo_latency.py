@@ -24,10 +24,6 @@ import numpy as np
 ROOT = Path(__file__).resolve().parent.parent
 RESULTS = ROOT / ".autotune" / "benchmarks" / "zoo-latency"
 MODELS = ("depthwise_cnn", "nested_shared", "sequential_cnn", "tiny_bert")
-TARGET_DEFAULTS = {  # the built-in default recipe's settings per target (proxies/default.toml)
-    "cpu-openvino": {"pruning_probes": "every_width", "pruning_precisions": "base"},
-    "cpu-onnxruntime": {"pruning_probes": "half_width", "pruning_precisions": "every"},
-}
 VARIANTS = {
     "default": {},
     "sum": {"composition": "sum"},
@@ -60,7 +56,8 @@ def measure(name: str, count: int, folder: Path) -> dict:
     from autotune.context import prepare
     from autotune.latency_table import LatencyTable, time_in_rounds, timing_context
     from autotune.plan import LayerChoice, Plan
-    from autotune.spec import load_study_spec
+    from autotune.proxies.latency_measured import SETTINGS, MeasuredLatency
+    from autotune.spec import load_proxy_recipe, load_study_spec
 
     folder.mkdir(parents=True, exist_ok=True)
     spec_path = write_study(folder, name, *FAMILIES[name])
@@ -79,7 +76,10 @@ def measure(name: str, count: int, folder: Path) -> dict:
     build = context.build_context()
     pruner, multiple, ratios = context.recovery.pruner, context.recovery.config.channel_multiple, space.prune_ratios()
     result = {"model": name, "plans": len(plans), "channel_multiple": multiple, "targets": {}}
+    recipe = load_proxy_recipe("default").settings["latency_measured"]
     for hardware in spec.targets:
+        default = MeasuredLatency(recipe | {"target": hardware})  # each variant departs from the default recipe's table
+        defaults = {key: default.setting(key) for key in SETTINGS}
         started = time.perf_counter()
         timed = time_in_rounds(hardware, plans, pruner, timing_context(build), multiple, 3)
         truth = {k: float(np.median(v)) for k, v in timed.items() if not isinstance(v, str)}
@@ -89,7 +89,7 @@ def measure(name: str, count: int, folder: Path) -> dict:
         for variant, settings in variants.items():
             started = time.perf_counter()
             table = LatencyTable(
-                hardware, pruner, build, multiple, prune_ratios=ratios, probe_rounds=3, **(TARGET_DEFAULTS[hardware.name] | settings)
+                hardware, pruner, build, multiple, prune_ratios=ratios, probe_rounds=default.setting("probe_rounds"), **(defaults | settings)
             )
             estimates = np.array([table.estimate_ms(plans[k]) for k in keys])
             errors = np.abs(np.log(estimates / np.array([truth[k] for k in keys])))

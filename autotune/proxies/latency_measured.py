@@ -121,7 +121,8 @@ class MeasuredLatency(Proxy):
         if not count or context.space is None:
             return table
         plans = context.space.random_plans(count, CHECK_SEED)
-        timed = timed_plans_ms(self.target, plans, context.pruner, context.build, context.channel_multiple, self.setting("probe_rounds"))
+        plan_jsons = tuple(plan.to_json() for plan in plans)
+        timed = timed_plans_ms(self.target, plan_jsons, context.pruner, context.build, context.channel_multiple, self.setting("probe_rounds"))
         has_fallback_settings = all(self.setting(key) == value for key, value in FALLBACK.items())
         fallback = None if has_fallback_settings else lambda: self._measure(context, FALLBACK)
         table, self.check = checked_table(self.target.name, table, fallback, timed, plans)
