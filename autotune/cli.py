@@ -357,7 +357,9 @@ def _one_line(message: str, limit: int = 600) -> str:
 def main() -> None:
     """Entry point: a user error is one red line and exit code 2; --debug shows the traceback."""
     from autotune.errors import AutotuneError
+    from autotune.interrupts import install_ctrl_c
 
+    install_ctrl_c()  # Ctrl-C lands between storage calls, never inside one
     try:
         app(standalone_mode=True)  # typer reports usage errors and exits by itself
     except AutotuneError as exc:

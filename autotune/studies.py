@@ -8,6 +8,7 @@ import optuna
 from optuna.trial import TrialState
 
 from autotune.errors import AutotuneError
+from autotune.interrupts import ShieldedRDBStorage
 from autotune.paths import workspace
 
 FINISHED = (TrialState.COMPLETE, TrialState.FAIL, TrialState.PRUNED)
@@ -24,7 +25,7 @@ def storage_for(url: str) -> optuna.storages.BaseStorage:
     if url.startswith("sqlite:///"):
         Path(url.removeprefix("sqlite:///")).parent.mkdir(parents=True, exist_ok=True)
     try:
-        return optuna.storages.RDBStorage(url) if "://" in url else optuna.storages.get_storage(url)
+        return ShieldedRDBStorage(url) if "://" in url else optuna.storages.get_storage(url)
     except Exception as exc:
         raise AutotuneError(f"storage {url!r}: cannot open: {type(exc).__name__}: {exc}") from exc
 

@@ -16,6 +16,7 @@ from pathlib import Path
 
 from autotune.cycle import run_cycle
 from autotune.errors import AutotuneError
+from autotune.interrupts import interrupt
 from autotune.lineage import Lineage, LineageBusy
 from autotune.progress import console
 from autotune.replay import load_recording, output_histogram, psi
@@ -57,7 +58,7 @@ class Watcher:
         log(f"{signal.Signals(signum).name} received: stopping" + (" (interrupting the running cycle)" if self.in_cycle else ""))
         if self.in_cycle:
             self.in_cycle = False  # a second signal during the clean-up must not interrupt it
-            raise Stopped()
+            interrupt(Stopped())  # raised between storage calls: the stop is recorded
 
     def serve(self, once: bool = False) -> int:
         previous = {s: signal.signal(s, self._on_signal) for s in (signal.SIGTERM, signal.SIGINT)}

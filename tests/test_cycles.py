@@ -265,6 +265,39 @@ def test_watch_fires_on_a_new_checkpoint_and_on_drift_and_stops_on_sigterm(linea
     assert f"{LINEAGE}/running" not in names  # the lock was released
 
 
+def test_a_stop_during_a_storage_write_is_raised_after_it_and_leaves_the_database_writable(tmp_path):
+    import sqlalchemy
+
+    from autotune import interrupts
+    from autotune.studies import storage_for
+
+    url = f"sqlite:///{tmp_path / 'db.sqlite'}"
+    storage = storage_for(url)
+    study = optuna.create_study(storage=storage, study_name="stopped-mid-write")
+    sent = []
+
+    def signal_mid_write(*args) -> None:  # the stop arrives while SQLAlchemy executes the write
+        if not sent:
+            sent.append(True)
+            os.kill(os.getpid(), signal.SIGUSR1)
+
+    previous = signal.signal(signal.SIGUSR1, lambda signum, frame: interrupts.interrupt(KeyboardInterrupt()))
+    sqlalchemy.event.listen(storage.engine, "before_cursor_execute", signal_mid_write)
+    try:
+        with pytest.raises(KeyboardInterrupt):
+            study.set_user_attr("record", "kept")
+    finally:
+        sqlalchemy.event.remove(storage.engine, "before_cursor_execute", signal_mid_write)
+        signal.signal(signal.SIGUSR1, previous)
+    assert sent
+    # Another connection reads the write and can write at once: no lock was left behind.
+    other = optuna.storages.RDBStorage(url, engine_kwargs={"connect_args": {"timeout": 1}})
+    reloaded = optuna.load_study(study_name="stopped-mid-write", storage=other)
+    assert reloaded.user_attrs == {"record": "kept"}
+    reloaded.set_user_attr("after the stop", 1)
+    study.set_user_attr("same process", 2)  # and the interrupted storage still works
+
+
 def test_an_idle_watch_stops_at_once_on_sigterm(tmp_path):
     (tmp_path / "models").mkdir()
     (tmp_path / "spec.toml").write_text(
