@@ -21,13 +21,18 @@ def _digest(value) -> str:
     return hashlib.sha256(json.dumps(value, sort_keys=True, default=str).encode()).hexdigest()[:16]
 
 
+def proxies_digest(recipe) -> str:
+    """The proxy recipe's file with its settings as the spec holds them (a benchmark variant changes some)."""
+    return _digest(read_toml(recipe.path) | recipe.settings)
+
+
 def study_identity(spec: StudySpec, workload: Workload, replay_fingerprint: str = "") -> dict[str, str]:
     return {
         "model": workload.fingerprint,
         "data": data_fingerprint(workload.calibration, workload.validation.inputs),
         "replay": replay_fingerprint,
         "search_space": _digest(read_toml(spec.search_space.path)),
-        "proxies": _digest(read_toml(spec.proxies.path)),
+        "proxies": proxies_digest(spec.proxies),
         "targets": _digest({t.name: read_toml(t.path) for t in spec.targets}),
         "recovery": _digest(spec.recovery),
     }

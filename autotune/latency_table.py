@@ -10,6 +10,12 @@ Measuring in context, rather than each layer alone, keeps the costs that only ex
 network: precision conversions at the boundaries of an FP32 layer, fused activations, the
 consumers of a pruned layer reading fewer channels.
 
+With `boundaries = "pairs"` the table also measures, on the INT8 base, each pair of adjacent layers (autotune.layer_graph)
+at 32 bits together: two adjacent float layers share the conversion between them, which the product of their
+single-layer ratios counts twice. On ONNX Runtime a float layer among INT8 ones measured 1.6-2.6x the whole INT8
+network on a depthwise model (docs/latency-zoo.md), and those ratios compounded past 100x for plans with many float
+layers.
+
 With `probe_rounds` > 1 the probes are built together and timed in interleaved rounds, each keeping its median: one
 timing on a shared machine drifts by about 10% with the load, and a plan's estimate adds up many probes' errors.
 """
@@ -38,6 +44,8 @@ from autotune.targets.measure import summarise
 from autotune.workloads.io import repeat_first, take
 
 PROBE_PRUNE = 0.5
+PAIR_PROBE_BUDGET = 64  # pair probes (`boundaries = "pairs"`); past it, none, said in the output
+PAIR_BITS = 32  # the precision both layers of a pair probe run at
 PRUNING_PROBE_BUDGET = 400  # builds for `every_width`; past it (a model with many groups), half width instead
 MIN_SUM_FRACTION = 0.05  # added savings never estimate a plan below this fraction of its base
 PROBE_MEASURE = MeasureSettings(warmup=5, min_repeats=30, min_seconds=0.3, max_repeats=1000)
@@ -168,6 +176,13 @@ BASES = ("int8", "per_precision")
 PRUNING_PROBES = ("half_width", "every_width")
 COMPOSITIONS = ("product", "sum")
 PRUNING_PRECISIONS = ("base", "every")
+BOUNDARIES = ("none", "pairs")
+
+
+def int8_activations(kind: str, bits: int) -> bool:
+    """Whether a layer at `bits` reads INT8 activations on the CPU targets (static W8A8 convs and linears; INT4 and
+    8-bit embeddings are weight-only)."""
+    return bits == 8 and kind in ("conv", "linear")
 
 
 def base_plans(spec: HardwareSpec, kinds: dict[str, str], bases: str) -> list[tuple[int, Plan]]:
@@ -206,6 +221,7 @@ class LatencyTable:
         composition: str = "product",
         pruning_precisions: str = "base",
         probe_rounds: int = 1,
+        boundaries: str = "none",
     ) -> None:
         self.spec = spec
         self.channel_multiple = channel_multiple
@@ -241,7 +257,9 @@ class LatencyTable:
             )
             probe_ratios, pruning_probes = half, "half_width"
         self.pruning_probes = pruning_probes
-        self._probe_total = pruned_probe_count(probe_ratios)
+        self.kinds = kinds
+        self.edges = self._pair_edges(pruner, build) if boundaries == "pairs" else []
+        self._probe_total = pruned_probe_count(probe_ratios) + len(self.edges)
         memory = joblib.Memory(cache_dir("latency"), verbose=0)
         measure = memory.cache(_plan_latency_ms, ignore=["spec", "pruner", "build"])
         identity, architecture = target_identity(spec), architecture_key(pruner.teacher)
@@ -278,6 +296,23 @@ class LatencyTable:
             console.print(f"[yellow]latency table on {spec.name}: {len(refused)} probes the target refused, e.g. {refused[0]}")
         self.group_of = {m: g.root for g in groups for m in g.layers}
 
+    def _pair_edges(self, pruner: GroupPruner, build: BuildContext) -> list[tuple[str, str]]:
+        """Edges whose two layers run INT8 activations on the base and can both run at PAIR_BITS."""
+        from autotune.layer_graph import model_edges  # exports the model: only where pairs are measured
+
+        def probed(name: str) -> bool:
+            kind = self.kinds[name]
+            return int8_activations(kind, self.base.choice(name).bits) and self.spec.supports(kind, PAIR_BITS)
+
+        edges = [(a, b) for a, b in model_edges(pruner.teacher, build) if probed(a) and probed(b)]
+        if len(edges) > PAIR_PROBE_BUDGET:
+            console.print(
+                f"[yellow]latency table on {self.spec.name}: {len(edges)} pairs of adjacent layers, over the budget of "
+                f"{PAIR_PROBE_BUDGET} pair probes; no pair terms"
+            )
+            return []
+        return edges
+
     def _measure_probes(
         self, timed, probes, groups, probe_ratios, pruning_precisions, channel_multiple, refused, quiet: bool = False
     ) -> None:
@@ -286,10 +321,11 @@ class LatencyTable:
         self.log_ratios_of: list[dict[tuple[str, int], float]] = []
         # Per group, per precision of its root: kept channels -> log ratio to the unpruned plan at that precision.
         self.prune_curves_of: list[dict[str, dict[int, dict[int, float]]]] = []
+        self.pair_log_ratios: dict[tuple[str, str], float] = {}  # on the first base
         with progress_bar(disable=quiet) as progress:
             total = sum(len(p) + 1 for p in probes) + self._probe_total
             task = progress.add_task(f"latency table on {self.spec.name}", total=total)
-            for base, bit_probes in zip(self.bases, probes, strict=True):
+            for index, (base, bit_probes) in enumerate(zip(self.bases, probes, strict=True)):
                 base_ms = timed(base)
                 progress.update(task, advance=1)
                 log_ratios = {}
@@ -301,6 +337,13 @@ class LatencyTable:
                         # A combination the target cannot build or realise (16 beside 32 under one precision hint,
                         # INT4 under bf16 on some layers) has no ratio: plans holding it cannot be built either.
                         refused.append(f"{name}@{bits} on the {base.choice(name).bits}-bit base: {exc}")
+                    progress.update(task, advance=1)
+                for a, b in self.edges if index == 0 else ():
+                    pair = Plan(dict(base.layers) | {a: LayerChoice(PAIR_BITS), b: LayerChoice(PAIR_BITS)})
+                    try:
+                        self.pair_log_ratios[(a, b)] = float(np.log(timed(pair) / base_ms))
+                    except TargetError as exc:
+                        refused.append(f"{a}+{b}@{PAIR_BITS} on the {base.choice(a).bits}-bit base: {exc}")
                     progress.update(task, advance=1)
                 curves = {}
                 for group in groups:
@@ -378,10 +421,23 @@ class LatencyTable:
         base = self.bases[index]
         logs = [self.log_ratios_of[index].get((name, plan.choice(name).bits), 0.0) for name in base.layers]
         logs += [self._log_prune(index, g, plan.choice(g.root).prune, plan.choice(g.root).bits) for g in self.groups]
+        pairs = self._pair_terms(plan) if index == 0 else []
         if self.composition == "sum":
-            total = 1.0 + sum(np.expm1(value) for value in logs)
+            total = 1.0 + sum(np.expm1(value) for value in logs) + sum(delta for _, delta in pairs)
             return float(np.log(self.base_ms_of[index]) + np.log(max(total, MIN_SUM_FRACTION)))
-        return float(np.log(self.base_ms_of[index]) + sum(logs))
+        return float(np.log(self.base_ms_of[index]) + sum(logs) + sum(log for log, _ in pairs))
+
+    def _pair_terms(self, plan: Plan) -> list[tuple[float, float]]:
+        """Per measured pair whose layers both run float activations in the plan: what the pair measured beyond its
+        two layers' ratios, as a log ratio (product) and as a fraction of the base (sum)."""
+        terms = []
+        float_layers = {n for n, c in plan.layers.items() if not int8_activations(self.kinds[n], c.bits)}
+        for (a, b), pair in self.pair_log_ratios.items():
+            if a in float_layers and b in float_layers:
+                single_a = self.log_ratios_of[0].get((a, PAIR_BITS), 0.0)
+                single_b = self.log_ratios_of[0].get((b, PAIR_BITS), 0.0)
+                terms.append((pair - single_a - single_b, np.expm1(pair) - np.expm1(single_a) - np.expm1(single_b)))
+        return terms
 
     def estimate_ms(self, plan: Plan) -> float:
         """Estimated latency of one throughput batch (see the class doc)."""

@@ -16,6 +16,7 @@ import numpy as np
 
 from autotune.anchors import MIN_ANCHOR_GAIN, uniform_anchors
 from autotune.context import StudyContext
+from autotune.identity import proxies_digest
 from autotune.latency_check import CHECK_MIN_SPEARMAN
 from autotune.plan import Plan
 from autotune.promotion import promote
@@ -49,7 +50,7 @@ def autotune_plans(
     promoted candidates (their proxy scores). The proxy study is named after the proxy recipe's content and the
     anchors, so a changed recipe searches afresh instead of resuming trials scored by the old one (a search variant
     is named by its settings alone: the default's study under them is the same study)."""
-    recipe = context.identity()["proxies"][:8]
+    recipe = proxies_digest(context.spec.proxies)[:8]
     variant = method.split(":", 1)[1] if ":" in method else ""
     study_method = "autotune" if variant in SEARCH_VARIANTS else method
     anchors = f"-target-anchors-{MIN_ANCHOR_GAIN:g}" if context.spec.target_anchors else ""

@@ -16,11 +16,21 @@ def _without_latency_check(spec):
     return dataclasses.replace(spec, proxies=dataclasses.replace(spec.proxies, settings=settings))
 
 
+def _without_boundary_pairs(spec):
+    settings = dict(spec.proxies.settings)
+    settings["latency_measured"] = {k: v for k, v in settings.get("latency_measured", {}).items() if k != "boundaries"}
+    return dataclasses.replace(spec, proxies=dataclasses.replace(spec.proxies, settings=settings))
+
+
 # variant -> (the study spec it searches with, given the study's; its label on the page)
 SEARCH_VARIANTS = {
     "uniform-anchors": (_without_target_anchors, "autotune with the uniform anchors alone (no target anchors)"),
     "unchecked-latency": (
         _without_latency_check,
         "autotune with the latency tables unchecked (no whole plans timed, no fallback table)",
+    ),
+    "no-boundary-pairs": (
+        _without_boundary_pairs,
+        "autotune without the latency tables' pair terms (the default before them)",
     ),
 }

@@ -6,6 +6,7 @@ from autotune.latency_check import CHECK_SEED, FALLBACK, MIN_CHECK_PLANS, TableC
 from autotune.latency_history import LatencyCorrection, load_observations, observations_path
 from autotune.latency_table import (
     BASES,
+    BOUNDARIES,
     COMPOSITIONS,
     PRUNING_PRECISIONS,
     PRUNING_PROBES,
@@ -24,6 +25,7 @@ SETTINGS = {
     "pruning_probes": (PRUNING_PROBES, "half_width"),
     "pruning_precisions": (PRUNING_PRECISIONS, "base"),
     "composition": (COMPOSITIONS, "product"),
+    "boundaries": (BOUNDARIES, "none"),
 }
 # Interleaved timing rounds per probe (the median is kept): one timing on a shared machine drifts by about 10%.
 # `learn_from_measured`: once this many plans of the architecture were measured on the target by earlier full
@@ -113,6 +115,7 @@ class MeasuredLatency(Proxy):
             settings["composition"],
             settings["pruning_precisions"],
             self.setting("probe_rounds"),
+            settings["boundaries"],
         )
 
     def _checked(self, context: ProxyContext, table: LatencyTable) -> LatencyTable:
