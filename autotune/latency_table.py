@@ -431,7 +431,7 @@ class LatencyTable:
         """Per measured pair whose layers both run float activations in the plan: what the pair measured beyond its
         two layers' ratios, as a log ratio (product) and as a fraction of the base (sum)."""
         terms = []
-        float_layers = {n for n, c in plan.layers.items() if not int8_activations(self.kinds[n], c.bits)}
+        float_layers = {n for n, kind in self.kinds.items() if not int8_activations(kind, plan.choice(n).bits)}
         for (a, b), pair in self.pair_log_ratios.items():
             if a in float_layers and b in float_layers:
                 single_a = self.log_ratios_of[0].get((a, PAIR_BITS), 0.0)

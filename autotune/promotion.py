@@ -52,6 +52,28 @@ def pick_by_rank(values: np.ndarray, count: int) -> list[int]:
     return picked
 
 
+def pick_for_targets(values: np.ndarray, objectives: list[str], count: int, per_target: bool) -> list[int]:
+    """`count` indices. Per target: each target's share (count / targets, taken in turn) from the front of the shared
+    objectives and that target's own (`latency_measured@<target>`), the rest by rank over all objectives. One front
+    over every target's latency spreads the picks over plans fast on either, and each target sees few of its own
+    (fashion-cnn: INT8 with f32 ends is fast on ONNX Runtime only)."""
+    targets = sorted({name.split("@", 1)[1] for name in objectives if "@" in name})
+    picked: list[int] = []
+    if per_target and len(targets) > 1:
+        shared = [i for i, name in enumerate(objectives) if "@" not in name]
+        orders = {
+            target: pick_by_rank(values[:, shared + [i for i, n in enumerate(objectives) if n.endswith(f"@{target}")]], count)
+            for target in targets
+        }
+        for _ in range(count // len(targets)):
+            for target in targets:
+                index = next((i for i in orders[target] if i not in picked), None)
+                if index is not None:
+                    picked.append(index)
+    rest = [i for i in pick_by_rank(values, len(values)) if i not in picked]
+    return picked + rest[: count - len(picked)]
+
+
 def promote(context: StudyContext, scorer: ProxyScorer, study: optuna.Study) -> tuple[list[Candidate], list[Candidate]]:
     """Return (rescored pool, promoted candidates). References are excluded: they are always evaluated."""
     spec = context.spec
@@ -89,7 +111,7 @@ def promote(context: StudyContext, scorer: ProxyScorer, study: optuna.Study) -> 
         return pool, []
     rescored = without_int8_dominated(context, scorer, rescored, objectives)
     stage2 = np.array([[c.stage2[n] for n in objectives] for c in rescored])
-    promoted = [rescored[i] for i in pick_by_rank(stage2, spec.promote)]
+    promoted = [rescored[i] for i in pick_for_targets(stage2, objectives, spec.promote, spec.promote_per_target)]
     study.set_user_attr(
         "staging",
         [

@@ -442,6 +442,8 @@ class StudySpec:
     gates: Gates = Gates()  # acceptance bounds checked on the full evaluation (not part of the search's identity)
     # Each anchor also with the layers a target's latency table runs faster in float than in INT8 (autotune.anchors).
     target_anchors: bool = True
+    # K split across the targets, each share from the front of its own latency (autotune.promotion).
+    promote_per_target: bool = True
     warm_start: WarmStart = WarmStart()
     policy: Policy = Policy()
     watch: Watch = Watch()
@@ -516,6 +518,7 @@ def load_study_spec(reference: str) -> StudySpec:
     rescore = promotion.number("rescore", 3 * promote, 1, integer=True)
     if rescore < promote:
         raise promotion.error("rescore", f"{rescore} is fewer than candidates={promote}")
+    per_target = promotion.get("per_target", bool, True)
     promotion.reject_unknown()
     r = root.sub("recovery")
     defaults = RecoverySettings()
@@ -581,6 +584,7 @@ def load_study_spec(reference: str) -> StudySpec:
         target_anchors=target_anchors,
         promote=promote,
         rescore=rescore,
+        promote_per_target=per_target,
         recovery=recovery,
         gates=gates,
         warm_start=warm_start,

@@ -22,6 +22,10 @@ def _without_boundary_pairs(spec):
     return dataclasses.replace(spec, proxies=dataclasses.replace(spec.proxies, settings=settings))
 
 
+def _shared_promotion(spec):
+    return dataclasses.replace(spec, promote_per_target=False)
+
+
 # variant -> (the study spec it searches with, given the study's; its label on the page)
 SEARCH_VARIANTS = {
     "uniform-anchors": (_without_target_anchors, "autotune with the uniform anchors alone (no target anchors)"),
@@ -31,6 +35,10 @@ SEARCH_VARIANTS = {
     ),
     "no-boundary-pairs": (
         _without_boundary_pairs,
-        "autotune without the latency tables' pair terms (the default before them)",
+        "autotune without the latency tables' pair terms",
+    ),
+    "shared-promotion": (
+        _shared_promotion,
+        "autotune promoting from one front over every target's latency (no per-target shares)",
     ),
 }

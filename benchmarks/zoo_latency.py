@@ -31,12 +31,16 @@ VARIANTS = {
     "per_precision+sum": {"bases": "per_precision", "composition": "sum"},
 }
 ONNXRUNTIME_VARIANTS = {
+    "no_pairs": {"boundaries": "none"},
     "every_width": {"pruning_probes": "every_width"},
     "every_width+sum": {"pruning_probes": "every_width", "composition": "sum"},
     "every_width+per_precision+sum": {"pruning_probes": "every_width", "bases": "per_precision", "composition": "sum"},
 }
+OPENVINO_VARIANTS = {"pairs": {"boundaries": "pairs"}}
 LABELS = {
-    "default": "default table (one INT8 base, product of ratios)",
+    "default": "default table (one INT8 base, product of ratios; pair terms on ONNX Runtime)",
+    "no_pairs": "default without pair terms (the default before them)",
+    "pairs": "default with pair terms (adjacent float layers measured together)",
     "sum": "summed time deltas",
     "per_precision": "a base per precision",
     "per_precision+sum": "**a base per precision, summed deltas** (the check's fallback)",
@@ -85,7 +89,7 @@ def measure(name: str, count: int, folder: Path) -> dict:
         truth = {k: float(np.median(v)) for k, v in timed.items() if not isinstance(v, str)}
         keys = list(truth)
         found = {"truth_seconds": time.perf_counter() - started, "timed": len(keys), "variants": {}}
-        variants = VARIANTS | (ONNXRUNTIME_VARIANTS if hardware.backend == "onnxruntime" else {})
+        variants = VARIANTS | (ONNXRUNTIME_VARIANTS if hardware.backend == "onnxruntime" else OPENVINO_VARIANTS)
         for variant, settings in variants.items():
             started = time.perf_counter()
             table = LatencyTable(

@@ -130,6 +130,25 @@ def test_summed_deltas_add_each_change_s_measured_time(tiny_context, fine_table)
     assert 0 < table.estimate_ms(fp32) < float("inf")
 
 
+def test_pair_terms_estimate_each_measured_pair_as_measured_and_apply_only_to_adjacent_float_layers(table, tiny_context):
+    """Two adjacent float layers share the precision conversion between them: each adjacent pair is measured, and its
+    term applies only where both of its layers run float activations."""
+    paired = LatencyTable(
+        load_hardware("cpu-onnxruntime"), tiny_context.recovery.pruner, tiny_context.build_context(), 8, boundaries="pairs"
+    )
+    assert paired.edges and set(paired.pair_log_ratios) == set(paired.edges)
+    base = dict(paired.base.layers)
+    for a, b in paired.edges:
+        pair = Plan(base | {a: LayerChoice(32), b: LayerChoice(32)})
+        assert paired.estimate_ms(pair) == pytest.approx(paired.measured_ms(pair))
+        one = Plan(base | {a: LayerChoice(32)})
+        assert paired.estimate_ms(one) == pytest.approx(table.estimate_ms(one))  # one float layer: no pair term
+    adjacent = {frozenset(edge) for edge in paired.edges}
+    apart = next((a, b) for a in base for b in base if a < b and frozenset((a, b)) not in adjacent)
+    both_apart = Plan(base | {name: LayerChoice(32) for name in apart})
+    assert paired.estimate_ms(both_apart) == pytest.approx(table.estimate_ms(both_apart))
+
+
 def test_latency_settings_resolve_per_target_by_name_then_backend():
     from autotune.proxies.latency_measured import MeasuredLatency
 

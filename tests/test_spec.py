@@ -137,6 +137,7 @@ def test_proxy_recipe_errors(catalogue):
     wrong = {
         's': ('pruning_probes = { x = "all" }', r"s.toml: latency_measured.pruning_probes: 'all': expected one of"),
         't': ("composition = 3", "t.toml: latency_measured.composition: 3 is not one of"),
+        'u': ('boundaries = { onnxruntime = "triples" }', r"u.toml: latency_measured.boundaries: 'triples': expected one of"),
     }
     for name, (line, message) in wrong.items():
         write(catalogue / "proxies", name, f'objectives = ["latency_measured"]\n[latency_measured]\n{line}\n')
