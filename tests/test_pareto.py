@@ -38,3 +38,20 @@ def test_spread_takes_each_objectives_extreme_first():
     values = np.array([[0.0, 9.0], [9.0, 0.0], [4.0, 4.0], [5.0, 5.0], [1.0, 8.0]])
     assert set(spread(values, 2)) == {0, 1}
     assert len(set(spread(values, 4))) == 4
+
+
+def test_promotion_gives_each_target_its_share_from_the_front_of_its_own_latency():
+    from autotune.promotion import pick_by_rank, pick_for_targets
+
+    objectives = ["output_divergence", "latency_measured@cpu-openvino", "latency_measured@cpu-onnxruntime"]
+    # 12 plans trading divergence for ONNX Runtime latency, all slow on OpenVINO; 3 fast on OpenVINO alone.
+    fast_there = [[0.1 * i, 5.0, 1.0 - 0.05 * i] for i in range(12)]
+    fast_here = [[0.3 * i, 1.0 - 0.2 * i, 6.0] for i in range(3)]
+    values = np.array(fast_there + fast_here)
+    picked = pick_for_targets(values, objectives, 6, per_target=True)
+    assert len(picked) == len(set(picked)) == 6
+    assert {12, 13, 14} <= set(picked)  # OpenVINO's share: its own front, whatever ONNX Runtime's front holds
+    assert sum(i < 12 for i in picked) == 3
+    assert pick_for_targets(values, objectives, 6, per_target=False) == pick_by_rank(values, 6)
+    # One target (or none): the front of every objective, as before.
+    assert pick_for_targets(values[:, :2], objectives[:2], 4, per_target=True) == pick_by_rank(values[:, :2], 4)

@@ -38,6 +38,7 @@ def test_builtin_catalogues_load():
     assert spec.targets[0].cost_per_million(1000.0) == pytest.approx(0.0893 / 3600 / 1000 * 1e6)
     assert spec.targets[0].supports("linear", 4) and not spec.targets[0].supports("conv", 4)
     assert spec.promote == 5 and spec.rescore == 12 and spec.anchors == (0.0, 0.3, 0.5)
+    assert spec.promote_per_target
 
 
 def test_prune_range_expands_to_a_grid(catalogue):
@@ -200,6 +201,14 @@ def test_study_spec_errors_name_the_nested_file(catalogue):
     )
     with pytest.raises(SpecError, match=r"x.toml: recovery.continue_rescore: 'yes' is not true/false"):
         load_study_spec("x")
+    write(
+        catalogue / "studies",
+        "y",
+        'workload = "fashion-cnn"\nsearch_space = "cnn-mixed"\nproxies = "default"\ntargets = ["cpu-openvino"]\n'
+        '[promotion]\nper_target = 1\n',
+    )
+    with pytest.raises(SpecError, match=r"y.toml: promotion.per_target: 1 is not true/false"):
+        load_study_spec("y")
 
 
 def test_recovery_precision_resolves_from_the_machine_and_refuses_bf16_without_native_support(catalogue):
