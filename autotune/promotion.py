@@ -70,8 +70,8 @@ def pick_for_targets(values: np.ndarray, objectives: list[str], count: int, per_
                 index = next((i for i in orders[target] if i not in picked), None)
                 if index is not None:
                     picked.append(index)
-    rest = np.array([i for i in range(len(values)) if i not in picked], dtype=int)
-    return picked + [int(rest[i]) for i in pick_by_rank(values[rest], count - len(picked))]
+    rest = np.setdiff1d(np.arange(len(values)), picked)
+    return picked + [int(i) for i in rest[pick_by_rank(values[rest], count - len(picked))]]
 
 
 def promote(context: StudyContext, scorer: ProxyScorer, study: optuna.Study) -> tuple[list[Candidate], list[Candidate]]:

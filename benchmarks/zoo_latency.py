@@ -38,7 +38,7 @@ ONNXRUNTIME_VARIANTS = {
 }
 OPENVINO_VARIANTS = {"pairs": {"boundaries": "pairs"}}
 LABELS = {
-    "default": "default table (one INT8 base, product of ratios; on ONNX Runtime, pair terms since they exist)",
+    "default": "default table (one INT8 base, product of ratios; plus pair terms on ONNX Runtime once they were added)",
     "no_pairs": "default without pair terms (the default before them)",
     "pairs": "default with pair terms (adjacent float layers measured together)",
     "sum": "summed time deltas",
