@@ -185,18 +185,50 @@ def int8_activations(kind: str, bits: int) -> bool:
     return bits == 8 and kind in ("conv", "linear")
 
 
-def base_plans(spec: HardwareSpec, kinds: dict[str, str], bases: str) -> list[tuple[int, Plan]]:
+def base_plans(
+    spec: HardwareSpec, kinds: dict[str, str], bases: str, layer_bits: dict[str, tuple[int, ...]] | None = None
+) -> list[tuple[int, Plan]]:
     """The uniform plans the table is measured around: INT8 where the target runs it (else FP32) and, with
-    "per_precision", one more per other precision the target runs (each layer at it where its kind allows, else 8)."""
+    "per_precision", one more per other precision the target runs (each layer at it where its kind allows, else 8).
+    With `layer_bits` (the search space's choices per layer), only precisions some layer may take, each layer at one
+    it may take."""
+    allows = precision_filter(spec, kinds, layer_bits)
+
     def uniform(bits: int) -> Plan:
-        return Plan({n: LayerChoice(bits if spec.supports(k, bits) else 8 if spec.supports(k, 8) else 32) for n, k in kinds.items()})
+        def nearest(name: str) -> int:
+            preferred = (bits, 8, 32, *((layer_bits or {}).get(name, ())))
+            return next((b for b in preferred if allows(name, b)), 32)
+
+        return Plan({n: LayerChoice(nearest(n)) for n in kinds})
 
     plans = {uniform(8).to_json(): (8, uniform(8))}
     if bases == "per_precision":
-        for bits in sorted({b for values in spec.weight_bits.values() for b in values} - {8}, reverse=True):
+        precisions = {b for n, k in kinds.items() for b in spec.weight_bits.get(k, (32,)) if allows(n, b)}
+        for bits in sorted(precisions - {8}, reverse=True):
             plan = uniform(bits)
             plans.setdefault(plan.to_json(), (bits, plan))
     return list(plans.values())  # (the precision it was built for, the plan)
+
+
+def precision_filter(spec: HardwareSpec, kinds: dict[str, str], layer_bits: dict[str, tuple[int, ...]] | None):
+    """(layer, bits) -> whether the target runs the layer's kind at `bits` and the search space lets the layer take it:
+    a precision no plan of the space holds is not worth a probe (16-bit floats on a bf16 CPU, for spaces without 16)."""
+
+    def allows(name: str, bits: int) -> bool:
+        in_space = layer_bits is None or name not in layer_bits or bits in layer_bits[name]
+        return spec.supports(kinds[name], bits) and in_space
+
+    return allows
+
+
+def precision_probes(spec: HardwareSpec, kinds: dict[str, str], base: Plan, allows) -> list[tuple[str, int]]:
+    """Each (layer, bits) probed on `base`: every precision `allows` other than the layer's own on the base."""
+    return [
+        (name, bits)
+        for name, kind in kinds.items()
+        for bits in spec.weight_bits.get(kind, (32,))
+        if bits != base.choice(name).bits and allows(name, bits)
+    ]
 
 
 class LatencyTable:
@@ -222,21 +254,21 @@ class LatencyTable:
         pruning_precisions: str = "base",
         probe_rounds: int = 1,
         boundaries: str = "none",
+        layer_bits: dict[str, tuple[int, ...]] | None = None,
+        timed_before: dict[str, float | str] | None = None,
     ) -> None:
         self.spec = spec
         self.channel_multiple = channel_multiple
         self.composition = composition
         kinds = build.layers.kinds
-        built = base_plans(spec, kinds, bases)
+        built = base_plans(spec, kinds, bases, layer_bits)
+        self.allows = precision_filter(spec, kinds, layer_bits)
         self.precisions = [bits for bits, _ in built]
         self.bases = [plan for _, plan in built]
         self.base = self.bases[0]
         groups = pruner.prunable
         self.groups = groups
-        probes = [
-            [(name, bits) for name, kind in kinds.items() for bits in spec.weight_bits.get(kind, (32,)) if bits != base.choice(name).bits]
-            for base in self.bases
-        ]
+        probes = [precision_probes(spec, kinds, base, self.allows) for base in self.bases]
 
         def pruned_probe_count(ratios: dict[str, tuple[float, ...]]) -> int:
             """Pruning probes over every base: each group's ratios, at each precision its root is probed at."""
@@ -288,13 +320,30 @@ class LatencyTable:
             self._measure_probes(timed, probes, groups, probe_ratios, pruning_precisions, channel_multiple, [], quiet=True)
             plans = tuple(dict.fromkeys(listed))
             listed = None
-            measured_in_rounds |= timed_plans_ms(spec, plans, pruner, build, channel_multiple, probe_rounds)
+            measured_in_rounds |= self._timed_in_rounds(plans, timed_before or {}, pruner, build, channel_multiple)
 
         refused: list[str] = []
         self._measure_probes(timed, probes, groups, probe_ratios, pruning_precisions, channel_multiple, refused)
         if refused:
             console.print(f"[yellow]latency table on {spec.name}: {len(refused)} probes the target refused, e.g. {refused[0]}")
         self.group_of = {m: g.root for g in groups for m in g.layers}
+        self.timings = measured_in_rounds  # the probes' timings in rounds (plan JSON -> ms or why refused)
+
+    def _timed_in_rounds(
+        self, plans: tuple[str, ...], timed_before: dict[str, float | str], pruner: GroupPruner, build: BuildContext, channel_multiple: int
+    ) -> dict[str, float | str]:
+        """The probes timed together in interleaved rounds, except those another table of the same model timed in its
+        rounds (`timed_before`: a check's fallback and the table it replaces share the INT8 base and its probes, a
+        third of the fallback's builds). The INT8 base is timed again with the new probes and the reused timings are
+        scaled by its new time over its old: their ratios to it stay as measured, and every base's level comes from
+        one set of rounds."""
+        anchor = self.base.to_json()
+        old = timed_before.get(anchor)
+        reused = {p: timed_before[p] for p in plans if p != anchor and p in timed_before} if isinstance(old, float) else {}
+        fresh = timed_plans_ms(self.spec, tuple(p for p in plans if p not in reused), pruner, build, channel_multiple, self.probe_rounds)
+        new = fresh.get(anchor)
+        scale = new / old if reused and isinstance(new, float) else 1.0
+        return fresh | {p: value if isinstance(value, str) else value * scale for p, value in reused.items()}
 
     def _pair_edges(self, pruner: GroupPruner, build: BuildContext) -> list[tuple[str, str]]:
         """Edges whose two layers run INT8 activations on the base and can both run at PAIR_BITS."""
@@ -302,7 +351,7 @@ class LatencyTable:
 
         def probed(name: str) -> bool:
             kind = self.kinds[name]
-            return int8_activations(kind, self.base.choice(name).bits) and self.spec.supports(kind, PAIR_BITS)
+            return int8_activations(kind, self.base.choice(name).bits) and self.allows(name, PAIR_BITS)
 
         edges = [(a, b) for a, b in model_edges(pruner.teacher, build) if probed(a) and probed(b)]
         if len(edges) > PAIR_PROBE_BUDGET:

@@ -104,6 +104,7 @@ class ProxyScorer:
             pruner=self.context.recovery.pruner,
             build=self.context.build_context(),
             prune_ratios=self.context.space.prune_ratios(),
+            layer_bits=self.context.space.layer_bits(),
             space=self.context.space,
             device=self.context.recovery.config.device,
             batchnorm_from_calibration=from_calibration,

@@ -150,6 +150,10 @@ class SearchSpace:
         params |= {f"{group.root}.prune": group.value_of(prune) for group in self.groups}
         return self.plan_from_params(params)
 
+    def layer_bits(self) -> dict[str, tuple[int, ...]]:
+        """Per layer, the bit-widths searched: the precisions a latency table probes."""
+        return {layer.name: tuple(layer.bits) for layer in self.layers}
+
     def prune_ratios(self) -> dict[str, tuple[float, ...]]:
         """Per pruning group (by its root layer), the ratios searched: the widths a latency table probes."""
         return {group.root: group.ratios for group in self.groups}

@@ -89,6 +89,7 @@ def table_context(context: StudyContext) -> types.SimpleNamespace:
         build=context.build_context(),
         channel_multiple=context.recovery.config.channel_multiple,
         prune_ratios=context.space.prune_ratios(),
+        layer_bits=context.space.layer_bits(),
         space=None,  # each table setting as configured: no check against whole plans, no fallback
     )
 

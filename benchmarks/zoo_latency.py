@@ -93,7 +93,7 @@ def measure(name: str, count: int, folder: Path) -> dict:
         for variant, settings in variants.items():
             started = time.perf_counter()
             table = LatencyTable(
-                hardware, pruner, build, multiple, prune_ratios=ratios, probe_rounds=default.setting("probe_rounds"), **(defaults | settings)
+                hardware, pruner, build, multiple, prune_ratios=ratios, layer_bits=space.layer_bits(), probe_rounds=default.setting("probe_rounds"), **(defaults | settings)
             )
             estimates = np.array([table.estimate_ms(plans[k]) for k in keys])
             errors = np.abs(np.log(estimates / np.array([truth[k] for k in keys])))

@@ -166,6 +166,7 @@ def proxy_contexts(tiny_context):
             pruner=tiny_context.recovery.pruner,
             build=tiny_context.build_context(),
             prune_ratios=tiny_context.space.prune_ratios(),  # as the scorer passes them
+            layer_bits=tiny_context.space.layer_bits(),
         )
 
     return context_for

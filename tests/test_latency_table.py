@@ -194,6 +194,15 @@ def test_probes_timed_in_interleaved_rounds_are_the_median_of_each_plan_s_timing
     for (name, bits), log_ratio in rounds.log_ratios.items():
         probe = Plan(dict(rounds.base.layers) | {name: LayerChoice(bits)})
         assert log_ratio == pytest.approx(np.log(rounds.measured_ms(probe) / rounds.base_ms))
+    # Another table of the model (a check's fallback) times only the probes this one did not, with the INT8 base
+    # again: the reused probes keep their ratios to the base, at the base's new level.
+    reused = [plan for plan in rounds.timings if plan != rounds.base.to_json()][:2]
+    fresh = Plan(dict(rounds.base.layers) | {next(iter(tiny_context.layer_kinds)): LayerChoice(32, 0.5)}).to_json()
+    assert fresh not in rounds.timings
+    found = rounds._timed_in_rounds((rounds.base.to_json(), *reused, fresh), rounds.timings, tiny_context.recovery.pruner, tiny_context.build_context(), 8)
+    assert set(found) == {rounds.base.to_json(), *reused, fresh} and all(value > 0 for value in found.values())
+    for plan in reused:
+        assert found[plan] / found[rounds.base.to_json()] == pytest.approx(rounds.timings[plan] / rounds.base_ms)
 
 
 def test_probe_rounds_out_of_range_is_refused_naming_the_field(tmp_path):
@@ -276,3 +285,31 @@ def test_cached_timings_are_keyed_by_this_machine_and_the_packages_that_build_th
     assert machine["cpu"] == cpu_model() and machine["logical_cpus"] >= 1 and len(machine["cpu_flags"]) == 12
     assert machine["onnxruntime"] == metadata.version("onnxruntime") and machine["torch"] == metadata.version("torch")
     assert key["backend"] == "onnxruntime"
+
+
+def test_only_precisions_the_search_space_holds_are_probed(tiny_context):
+    """A bf16 CPU runs 16-bit layers on OpenVINO, but no plan of cnn-mixed holds one: no 16-bit probe and no 16-bit
+    base. A layer the space fixes at 32 bits sits at 32 on every base, so it is never probed."""
+    from autotune.latency_table import base_plans, precision_filter, precision_probes
+
+    hardware = dataclasses.replace(
+        load_hardware("cpu-openvino"), weight_bits={"conv": (8, 16, 32), "linear": (4, 8, 16, 32), "embedding": (4, 8, 32)}
+    )
+    kinds = tiny_context.layer_kinds
+    space_bits = tiny_context.space.layer_bits()
+    assert all(16 not in bits for bits in space_bits.values())
+    every = [bits for bits, _ in base_plans(hardware, kinds, "per_precision")]
+    assert every == [8, 32, 16, 4]  # the hardware's precisions alone
+    searched = base_plans(hardware, kinds, "per_precision", space_bits)
+    assert [bits for bits, _ in searched] == [8, 32, 4]
+    allows = precision_filter(hardware, kinds, space_bits)
+    for bits, base in searched:
+        assert all(base.choice(name).bits in space_bits[name] for name in kinds), bits
+        probes = precision_probes(hardware, kinds, base, allows)
+        assert probes and all(b in space_bits[name] and b != 16 for name, b in probes)
+    fixed = next(iter(kinds))
+    pinned = space_bits | {fixed: (32,)}
+    bases = base_plans(hardware, kinds, "per_precision", pinned)
+    assert all(base.choice(fixed).bits == 32 for _, base in bases)
+    allows = precision_filter(hardware, kinds, pinned)
+    assert all(name != fixed for _, base in bases for name, _ in precision_probes(hardware, kinds, base, allows))

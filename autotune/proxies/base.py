@@ -60,6 +60,7 @@ class ProxyContext:
     pruner: Any = None  # the model's GroupPruner, for proxies that build pruned models themselves
     build: Any = None  # the targets' BuildContext, for proxies that build on a runtime
     prune_ratios: dict[str, tuple[float, ...]] | None = None  # per group root, the search space's ratios
+    layer_bits: dict[str, tuple[int, ...]] | None = None  # per layer, the search space's bit-widths
     space: Any = None  # the study's SearchSpace, for proxies that draw plans from it (a latency table's check)
     device: str = "cpu"  # where the compressed model runs for output-based proxies
     # BatchNorm statistics come from the calibration batches in the scoring pass itself (the compressed

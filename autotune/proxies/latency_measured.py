@@ -102,7 +102,7 @@ class MeasuredLatency(Proxy):
             self._correction, self._learnt = self._learn(context, self._table), True
         return self._table
 
-    def _measure(self, context: ProxyContext, overrides: dict[str, str]) -> LatencyTable:
+    def _measure(self, context: ProxyContext, overrides: dict[str, str], timed_before: dict | None = None) -> LatencyTable:
         settings = {key: self.setting(key) for key in SETTINGS} | overrides
         return LatencyTable(
             self.target,
@@ -116,6 +116,8 @@ class MeasuredLatency(Proxy):
             settings["pruning_precisions"],
             self.setting("probe_rounds"),
             settings["boundaries"],
+            context.layer_bits,
+            timed_before,
         )
 
     def _checked(self, context: ProxyContext, table: LatencyTable) -> LatencyTable:
@@ -127,7 +129,8 @@ class MeasuredLatency(Proxy):
         plan_jsons = tuple(plan.to_json() for plan in plans)
         timed = timed_plans_ms(self.target, plan_jsons, context.pruner, context.build, context.channel_multiple, self.setting("probe_rounds"))
         has_fallback_settings = all(self.setting(key) == value for key, value in FALLBACK.items())
-        fallback = None if has_fallback_settings else lambda: self._measure(context, FALLBACK)
+        # The fallback reuses the configured table's timings of the probes both measure (its INT8 base's).
+        fallback = None if has_fallback_settings else lambda: self._measure(context, FALLBACK, table.timings)
         table, self.check = checked_table(self.target.name, table, fallback, timed, plans)
         return table
 
