@@ -22,6 +22,7 @@ timing on a shared machine drifts by about 10% with the load, and a plan's estim
 
 from __future__ import annotations
 
+import copy
 import dataclasses
 import hashlib
 import json
@@ -475,6 +476,12 @@ class LatencyTable:
             total = 1.0 + sum(np.expm1(value) for value in logs) + sum(delta for _, delta in pairs)
             return float(np.log(self.base_ms_of[index]) + np.log(max(total, MIN_SUM_FRACTION)))
         return float(np.log(self.base_ms_of[index]) + sum(logs) + sum(log for log, _ in pairs))
+
+    def without_pairs(self) -> LatencyTable:
+        """The same table with its pair terms left out (a check ranks it both ways from the same timings)."""
+        pairless = copy.copy(self)
+        pairless.pair_log_ratios = {}
+        return pairless
 
     def _pair_terms(self, plan: Plan) -> list[tuple[float, float]]:
         """Per measured pair whose layers both run float activations in the plan: what the pair measured beyond its

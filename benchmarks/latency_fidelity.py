@@ -25,6 +25,7 @@ import numpy as np
 
 from autotune.context import StudyContext, prepare
 from autotune.errors import TargetError
+from autotune.latency_check import FALLBACK
 from autotune.latency_history import LatencyCorrection, load_observations, observations_path
 from autotune.latency_table import architecture_key, time_in_rounds, timing_context
 from autotune.plan import LayerChoice, Plan
@@ -35,6 +36,7 @@ from benchmarks.pages import quiet_libraries, write_page
 
 ROOT = Path(__file__).resolve().parents[1]
 PER_PRECISION = {"bases": "per_precision"}
+PAIRS = {"boundaries": {"onnxruntime": "pairs"}}
 ROUNDS = {"probe_rounds": 3}
 EVERY = FORMER | {"pruning_probes": "every_width", "pruning_precisions": "every"}
 VARIANTS = {  # key: (label, `[latency_measured]` settings)
@@ -43,7 +45,9 @@ VARIANTS = {  # key: (label, `[latency_measured]` settings)
     "default": ("default settings with one timing per probe (the default before 2026-12-02 14:30 UTC)", DEFAULT),
     "default-sum": ("default, time deltas summed", DEFAULT | {"composition": "sum"}),
     "default-per-precision": ("default, a base per precision", DEFAULT | PER_PRECISION),
-    "default-rounds": ("**default**: every width on OpenVINO, every precision on ONNX Runtime, probes timed in 3 interleaved rounds", DEFAULT | ROUNDS),
+    "default-rounds": ("every width on OpenVINO, every precision on ONNX Runtime, probes timed in 3 interleaved rounds (the default before pair terms)", DEFAULT | ROUNDS),
+    "default-rounds-pairs": ("**default**: the same with pair terms on ONNX Runtime", DEFAULT | ROUNDS | PAIRS),
+    "fallback-rounds-pairs": ("the check's fallback: the default with a base per precision and time deltas summed", DEFAULT | ROUNDS | PAIRS | FALLBACK),
     "default-per-precision-rounds": (
         "default, a base per precision, probes timed in 3 interleaved rounds",
         DEFAULT | PER_PRECISION | ROUNDS,

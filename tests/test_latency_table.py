@@ -250,6 +250,35 @@ def test_a_table_that_misranks_whole_plans_gives_way_to_a_fallback_that_ranks_th
     assert kept is table and not check.uses_fallback and check.fallback_spearman == pytest.approx(-1.0)
 
 
+def test_the_check_drops_pair_terms_where_the_plans_rank_clearly_better_without_them(table, tiny_context):
+    """The same table with and without its pair terms, ranked on the same timings: times the pairless table ranks
+    exactly drop the terms (and the fallback is not measured); times the paired one ranks exactly keep them."""
+    import copy
+
+    from autotune.latency_check import checked_table
+
+    plans = tiny_context.space.random_plans(12, seed=5)
+    first, second = list(tiny_context.layer_kinds)[:2]
+    paired = copy.copy(table)
+    paired.pair_log_ratios = {(first, second): -3.0}  # the pair, both float, far faster than its two layers say
+    both_float = [p for p in plans if p.choice(first).bits == 32 and p.choice(second).bits == 32]
+    assert 0 < len(both_float) < len(plans) - 2
+
+    def never() -> LatencyTable:
+        raise AssertionError("the fallback was measured for a table that ranks the plans exactly")
+
+    pairless_times = {p.to_json(): table.estimate_ms(p) for p in plans}
+    kept, check = checked_table("cpu-onnxruntime", paired, never, pairless_times, plans)
+    assert check.spearman < 0.9 and check.pairless_spearman == pytest.approx(1.0)
+    assert check.uses_pairless and not kept.pair_log_ratios and not check.uses_fallback
+    assert kept.estimate_ms(both_float[0]) == pytest.approx(table.estimate_ms(both_float[0]))
+    assert "without its pair terms at +1.00: drops them" in check.describe()
+    paired_times = {p.to_json(): paired.estimate_ms(p) for p in plans}
+    kept, check = checked_table("cpu-onnxruntime", paired, never, paired_times, plans)
+    assert kept is paired and not check.uses_pairless and check.spearman == pytest.approx(1.0)
+    assert "keeps them" in check.describe()
+
+
 def test_plans_the_target_refuses_are_left_out_of_the_check_and_too_few_plans_check_nothing(table, tiny_context):
     from autotune.latency_check import MIN_CHECK_PLANS, checked_table
 

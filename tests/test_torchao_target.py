@@ -196,38 +196,55 @@ class Wide(nn.Module):
         return self.down(F.relu(self.up(x)))
 
 
-def rss_across_builds(folder: Path) -> tuple[list[float], int]:
-    """The process's resident MB after each of twenty INT8 builds of Wide, and the last artifact's file size."""
+def live_tensor_mb() -> float:
+    """Bytes held by the tensors Python can still reach, in MB (a kept model or artifact shows here)."""
+    storages = {}
+    for value in gc.get_objects():
+        # Plain tensors only: torchao's quantized tensors hold theirs as plain tensors, and fake ones have no data.
+        if type(value) in (torch.Tensor, nn.Parameter) and value.device.type == "cpu":
+            storage = value.untyped_storage()
+            storages[storage.data_ptr()] = storage.nbytes()
+    return sum(storages.values()) / 2**20
+
+
+def memory_across_builds(folder: Path) -> tuple[list[float], list[float], int]:
+    """After each of twenty INT8 builds of Wide: the process's resident MB (freed heap handed back to the system
+    first) and the MB of live tensors; and the last artifact's file size."""
+    import ctypes
+
+    trim = ctypes.CDLL("libc.so.6").malloc_trim
     torch.manual_seed(0)
     model, io, inputs = Wide().eval(), ModelIO(), torch.randn(4, 1024)
     context = BuildContext(index_model(model, io, inputs[:2]), io, inputs)
     target = cpu_target(compile_mode="none")  # the models are what is checked here, not the compiler's caches
     plan = Plan({"up": LayerChoice(8), "down": LayerChoice(8)})
-    process, rss_mb = psutil.Process(), []
+    process, rss_mb, tensors_mb = psutil.Process(), [], []
     for build in range(20):
         artifact = target.build(model, plan, context, folder / str(build))
         target.predict(artifact, inputs)
         gc.collect()
+        trim(0)  # glibc keeps freed chunks in its arenas: without this, RSS readings of one run jumped by 40-80 MB
         rss_mb.append(process.memory_info().rss / 2**20)
-    return rss_mb, Path(artifact.files[0]).stat().st_size
+        tensors_mb.append(live_tensor_mb())
+    return rss_mb, tensors_mb, Path(artifact.files[0]).stat().st_size
 
 
 def test_memory_stays_flat_across_twenty_builds(tmp_path):
     # In a fresh interpreter: after two hundred earlier tests the pytest process's allocator (and once torch's trace
-    # logger, turned on by some earlier test) moved the floor by 60-105 MB with nothing kept, so a leak could not be told
-    # from fragmentation there.
+    # logger, turned on by some earlier test) moved the floor by 60-105 MB with nothing kept.
     script = (
         "import json, sys\n"
         f"sys.path.insert(0, {str(Path(__file__).parent)!r})\n"
         "from pathlib import Path\n"
-        "from test_torchao_target import rss_across_builds\n"
-        f"print(json.dumps(rss_across_builds(Path({str(tmp_path)!r}))))\n"
+        "from test_torchao_target import memory_across_builds\n"
+        f"print(json.dumps(memory_across_builds(Path({str(tmp_path)!r}))))\n"
     )
     done = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, timeout=300)
     assert done.returncode == 0, done.stderr[-3000:]
-    rss_mb, artifact_bytes = json.loads(done.stdout.strip().splitlines()[-1])
-    # The floor of five builds: freed memory returns to the system late, so single readings jump by tens of MB.
-    growth = min(rss_mb[-5:]) - min(rss_mb[2:7])
+    rss_mb, tensors_mb, artifact_bytes = json.loads(done.stdout.strip().splitlines()[-1])
     # Keeping each build would add at least its 8 MB of INT8 weights per build: 100 MB over the 13 between.
-    assert growth < 60, [round(value) for value in rss_mb]
+    assert max(tensors_mb[-5:]) - min(tensors_mb[2:7]) < 16, f"live tensors (MB) after each build: {[round(v) for v in tensors_mb]}"
+    # The floor of five builds, for what no tensor holds (the runtime's own buffers).
+    growth = min(rss_mb[-5:]) - min(rss_mb[2:7])
+    assert growth < 60, f"resident MB after each build: {[round(v) for v in rss_mb]}"
     assert artifact_bytes < 12 * 2**20  # INT8 weights, not f32 ones, on disk
