@@ -255,19 +255,30 @@ def test_the_check_drops_pair_terms_where_the_plans_rank_clearly_better_without_
     exactly drop the terms (and the fallback is not measured); times the paired one ranks exactly keep them."""
     import copy
 
+    from scipy.stats import spearmanr
+
     from autotune.latency_check import checked_table
 
-    plans = tiny_context.space.random_plans(12, seed=5)
-    first, second = list(tiny_context.layer_kinds)[:2]
-    paired = copy.copy(table)
-    paired.pair_log_ratios = {(first, second): -3.0}  # the pair, both float, far faster than its two layers say
+    plans = tiny_context.space.random_plans(40, seed=5)
+    pairless_times = {p.to_json(): table.estimate_ms(p) for p in plans}
+
+    def with_pair(a: str, b: str) -> LatencyTable:  # the pair, both float, 20x slower than its two layers say
+        paired = copy.copy(table)
+        paired.pair_log_ratios = {(a, b): 3.0}
+        return paired
+
+    def misranks(pair: tuple[str, str]) -> float:
+        return spearmanr([with_pair(*pair).estimate_ms(p) for p in plans], list(pairless_times.values())).statistic
+
+    layers = list(tiny_context.layer_kinds)
+    first, second = min(((a, b) for i, a in enumerate(layers) for b in layers[i + 1 :]), key=misranks)
+    paired = with_pair(first, second)
     both_float = [p for p in plans if p.choice(first).bits == 32 and p.choice(second).bits == 32]
     assert 0 < len(both_float) < len(plans) - 2
 
     def never() -> LatencyTable:
         raise AssertionError("the fallback was measured for a table that ranks the plans exactly")
 
-    pairless_times = {p.to_json(): table.estimate_ms(p) for p in plans}
     kept, check = checked_table("cpu-onnxruntime", paired, never, pairless_times, plans)
     assert check.spearman < 0.9 and check.pairless_spearman == pytest.approx(1.0)
     assert check.uses_pairless and not kept.pair_log_ratios and not check.uses_fallback
