@@ -36,7 +36,7 @@ from benchmarks.pages import quiet_libraries, write_page
 
 ROOT = Path(__file__).resolve().parents[1]
 PER_PRECISION = {"bases": "per_precision"}
-PAIRS = {"boundaries": {"onnxruntime": "pairs"}}
+NO_PAIRS = {"boundaries": "none"}  # variants take the rest of their settings from the study's recipe
 ROUNDS = {"probe_rounds": 3}
 EVERY = FORMER | {"pruning_probes": "every_width", "pruning_precisions": "every"}
 VARIANTS = {  # key: (label, `[latency_measured]` settings)
@@ -45,9 +45,9 @@ VARIANTS = {  # key: (label, `[latency_measured]` settings)
     "default": ("default settings with one timing per probe (the default before 2026-12-02 14:30 UTC)", DEFAULT),
     "default-sum": ("default, time deltas summed", DEFAULT | {"composition": "sum"}),
     "default-per-precision": ("default, a base per precision", DEFAULT | PER_PRECISION),
-    "default-rounds": ("every width on OpenVINO, every precision on ONNX Runtime, probes timed in 3 interleaved rounds (the default before pair terms)", DEFAULT | ROUNDS),
-    "default-rounds-pairs": ("**default**: the same with pair terms on ONNX Runtime", DEFAULT | ROUNDS | PAIRS),
-    "fallback-rounds-pairs": ("the check's fallback: the default with a base per precision and time deltas summed", DEFAULT | ROUNDS | PAIRS | FALLBACK),
+    "default-rounds": ("**default**: every width on OpenVINO, every precision on ONNX Runtime, probes timed in 3 interleaved rounds, pair terms on ONNX Runtime", DEFAULT | ROUNDS),
+    "default-rounds-pairless": ("the default without pair terms (the default before 2026-12-04)", DEFAULT | ROUNDS | NO_PAIRS),
+    "fallback-rounds": ("the check's fallback: the default with a base per precision and time deltas summed", DEFAULT | ROUNDS | FALLBACK),
     "default-per-precision-rounds": (
         "default, a base per precision, probes timed in 3 interleaved rounds",
         DEFAULT | PER_PRECISION | ROUNDS,
