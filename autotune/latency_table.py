@@ -321,7 +321,7 @@ class LatencyTable:
             self._measure_probes(timed, probes, groups, probe_ratios, pruning_precisions, channel_multiple, [], quiet=True)
             plans = tuple(dict.fromkeys(listed))
             listed = None
-            measured_in_rounds |= self._timed_in_rounds(plans, timed_before or {}, pruner, build, channel_multiple)
+            measured_in_rounds |= self._timed_in_rounds(plans, timed_before or {}, pruner, build)
 
         refused: list[str] = []
         self._measure_probes(timed, probes, groups, probe_ratios, pruning_precisions, channel_multiple, refused)
@@ -331,7 +331,7 @@ class LatencyTable:
         self.timings = measured_in_rounds  # the probes' timings in rounds (plan JSON -> ms or why refused)
 
     def _timed_in_rounds(
-        self, plans: tuple[str, ...], timed_before: dict[str, float | str], pruner: GroupPruner, build: BuildContext, channel_multiple: int
+        self, plans: tuple[str, ...], timed_before: dict[str, float | str], pruner: GroupPruner, build: BuildContext
     ) -> dict[str, float | str]:
         """The probes timed together in interleaved rounds, except those another table of the same model timed in its
         rounds (`timed_before`: a check's fallback and the table it replaces share the INT8 base and its probes, a
@@ -341,7 +341,7 @@ class LatencyTable:
         anchor = self.base.to_json()
         old = timed_before.get(anchor)
         reused = {p: timed_before[p] for p in plans if p != anchor and p in timed_before} if isinstance(old, float) else {}
-        fresh = timed_plans_ms(self.spec, tuple(p for p in plans if p not in reused), pruner, build, channel_multiple, self.probe_rounds)
+        fresh = timed_plans_ms(self.spec, tuple(p for p in plans if p not in reused), pruner, build, self.channel_multiple, self.probe_rounds)
         new = fresh.get(anchor)
         scale = new / old if reused and isinstance(new, float) else 1.0
         return fresh | {p: value if isinstance(value, str) else value * scale for p, value in reused.items()}

@@ -199,7 +199,7 @@ def test_probes_timed_in_interleaved_rounds_are_the_median_of_each_plan_s_timing
     reused = [plan for plan in rounds.timings if plan != rounds.base.to_json()][:2]
     fresh = Plan(dict(rounds.base.layers) | {next(iter(tiny_context.layer_kinds)): LayerChoice(32, 0.5)}).to_json()
     assert fresh not in rounds.timings
-    found = rounds._timed_in_rounds((rounds.base.to_json(), *reused, fresh), rounds.timings, tiny_context.recovery.pruner, tiny_context.build_context(), 8)
+    found = rounds._timed_in_rounds((rounds.base.to_json(), *reused, fresh), rounds.timings, tiny_context.recovery.pruner, tiny_context.build_context())
     assert set(found) == {rounds.base.to_json(), *reused, fresh} and all(value > 0 for value in found.values())
     for plan in reused:
         assert found[plan] / found[rounds.base.to_json()] == pytest.approx(rounds.timings[plan] / rounds.base_ms)

@@ -230,8 +230,9 @@ def memory_across_builds(folder: Path) -> tuple[list[float], list[float], int]:
 
 
 def test_memory_stays_flat_across_twenty_builds(tmp_path):
-    # In a fresh interpreter: after two hundred earlier tests the pytest process's allocator (and once torch's trace
-    # logger, turned on by some earlier test) moved the floor by 60-105 MB with nothing kept.
+    # In a fresh interpreter, away from what two hundred earlier tests left (once torch's trace logger, turned on by
+    # one of them). That alone did not steady the readings (one CI run: +116 MB with nothing kept); the heap trim and
+    # the live tensors in memory_across_builds did.
     script = (
         "import json, sys\n"
         f"sys.path.insert(0, {str(Path(__file__).parent)!r})\n"
