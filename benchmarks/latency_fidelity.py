@@ -25,7 +25,7 @@ import numpy as np
 
 from autotune.context import StudyContext, prepare
 from autotune.errors import TargetError
-from autotune.latency_check import FALLBACK
+from autotune.latency_check import CHECK_MIN_SPEARMAN, FALLBACK, FALLBACK_MARGIN, clearly_better
 from autotune.latency_history import LatencyCorrection, load_observations, observations_path
 from autotune.latency_table import architecture_key, time_in_rounds, timing_context
 from autotune.plan import LayerChoice, Plan
@@ -37,7 +37,7 @@ from benchmarks.pages import quiet_libraries, write_page
 ROOT = Path(__file__).resolve().parents[1]
 PER_PRECISION = {"bases": "per_precision"}
 NO_PAIRS = {"boundaries": "none"}  # variants take the rest of their settings from the study's recipe
-ROUNDS = {"probe_rounds": 3}
+ROUNDS = {"probe_rounds": 6}
 EVERY = FORMER | {"pruning_probes": "every_width", "pruning_precisions": "every"}
 VARIANTS = {  # key: (label, `[latency_measured]` settings)
     "former": ("former table (one INT8 base, half-width probes, base precision)", FORMER),
@@ -45,11 +45,11 @@ VARIANTS = {  # key: (label, `[latency_measured]` settings)
     "default": ("default settings with one timing per probe (the default before 2026-12-02 14:30 UTC)", DEFAULT),
     "default-sum": ("default, time deltas summed", DEFAULT | {"composition": "sum"}),
     "default-per-precision": ("default, a base per precision", DEFAULT | PER_PRECISION),
-    "default-rounds": ("**default**: every width on OpenVINO, every precision on ONNX Runtime, probes timed in 3 interleaved rounds, pair terms on ONNX Runtime", DEFAULT | ROUNDS),
+    "default-rounds": ("**default**: every width on OpenVINO, every precision on ONNX Runtime, probes timed in 6 interleaved rounds, pair terms on ONNX Runtime", DEFAULT | ROUNDS),
     "default-rounds-pairless": ("the default without pair terms (the default before 2026-12-04)", DEFAULT | ROUNDS | NO_PAIRS),
     "fallback-rounds": ("the check's fallback: the default with a base per precision and time deltas summed", DEFAULT | ROUNDS | FALLBACK),
     "default-per-precision-rounds": (
-        "default, a base per precision, probes timed in 3 interleaved rounds",
+        "default, a base per precision, probes timed in 6 interleaved rounds",
         DEFAULT | PER_PRECISION | ROUNDS,
     ),
     "every": ("every width and every precision everywhere", EVERY),
@@ -177,6 +177,41 @@ def round_agreement(times: dict[str, list[float]]) -> float | None:
     return float(np.median(values)) if values else None
 
 
+CHECK_THRESHOLDS = (0.5, 0.7, 0.8, 0.9)
+
+
+def check_rule(found: dict, check_plans: int = 12, draws: int = 2000) -> list[dict]:
+    """The latency check's rule (autotune.latency_check) replayed on these plans at several thresholds: `check_plans`
+    of them drawn at random as the check's, the fallback measured where the default table ranks them below the
+    threshold and used where it ranks them better by the margin; the outcome is the chosen table's Spearman over
+    all the plans, averaged over the draws. Empty without both the default and the fallback variant."""
+    variants = {row["key"]: row for row in found["variants"]}
+    if not {"default-rounds", "fallback-rounds"} <= set(variants):
+        return []
+    keys = list(found["times_ms"])
+    truth = np.array([np.median(found["times_ms"][k]) for k in keys])
+    default, fallback = (np.array([variants[v]["estimates_ms"][k] for k in keys]) for v in ("default-rounds", "fallback-rounds"))
+    whole = {"default": spearman(default, truth), "fallback": spearman(fallback, truth)}
+    rng = np.random.default_rng(0)
+    draws_of = [rng.choice(len(keys), check_plans, replace=False) for _ in range(draws)]
+    rows = []
+    for threshold in CHECK_THRESHOLDS:
+        measured = used = 0
+        for drawn in draws_of:
+            ranked = spearman(default[drawn], truth[drawn])
+            if ranked is None or ranked < threshold:
+                measured += 1
+                used += clearly_better(spearman(fallback[drawn], truth[drawn]), ranked)
+        share = used / draws
+        rows.append({
+            "threshold": threshold,
+            "measured": measured / draws,
+            "used": share,
+            "expected": share * whole["fallback"] + (1 - share) * whole["default"],
+        })
+    return rows
+
+
 def render(results: dict) -> str:
     lines = [
         "# Latency proxy fidelity across the search space",
@@ -213,6 +248,18 @@ def render(results: dict) -> str:
         for how, (value, (low, high)) in found["fitted"].items():
             lines.append(f"| latency fitted on measured plans ({how}) | {value:+.3f} [{low:+.2f}, {high:+.2f}] | - | - | - |")
         lines.append("")
+        if rule := check_rule(found):
+            lines += [
+                f"The latency check's rule replayed on these plans (12 of them drawn as the check's, 2,000 draws; the "
+                f"fallback is measured where the default table ranks them below the threshold, used where it ranks them "
+                f"better by {FALLBACK_MARGIN}; the threshold is {CHECK_MIN_SPEARMAN} now): how often the fallback is "
+                "measured and used, and the expected Spearman over all the plans of the table chosen.",
+                "",
+                "| threshold | fallback measured | fallback used | expected Spearman |",
+                "|---:|---:|---:|---:|",
+                *(f"| {r['threshold']} | {r['measured']:.0%} | {r['used']:.0%} | {r['expected']:+.3f} |" for r in rule),
+                "",
+            ]
         corrected = [row for row in found["variants"] if row.get("corrected")]
         if corrected:
             lines += [
@@ -260,7 +307,13 @@ def main(argv: list[str] | None = None) -> None:
         "also rank the table corrected from them",
     )
     parser.add_argument("--out", default=str(ROOT / "docs" / "latency-fidelity.md"))
+    parser.add_argument("--render", action="store_true", help="re-render the page from its .json beside it, measuring nothing")
     args = parser.parse_args(argv)
+    if args.render:
+        out = Path(args.out)
+        write_page(out, render(json.loads(out.with_suffix(".json").read_text())))
+        print(f"wrote {out}")
+        return
     variants = args.variants.split(",")
     if unknown := [v for v in variants if v not in VARIANTS]:
         parser.error(f"--variants: unknown {unknown}; expected some of {list(VARIANTS)}")

@@ -277,7 +277,7 @@ def test_latency_fidelity_ranks_table_variants_against_plans_timed_in_rounds(tin
         cells = row["corrected"]["random plans"]["learnt from 16"]
         assert all(-1 <= cells[k][0] <= 1 for k in ("table", "corrected")) and -2 <= cells["gain"][0] <= 2
     page = out.read_text()
-    assert "## cpu-onnxruntime" in page and "probes timed in 3 interleaved rounds" in page and "| latency fitted" in page
+    assert "## cpu-onnxruntime" in page and "probes timed in 6 interleaved rounds" in page and "| latency fitted" in page
     assert "| 16 random plans |" in page
     seen = found["variants"][-1]["observed"]
     assert seen["learnt_from"] == 10 and len(seen["observed"]) == 10 and seen["alpha"] >= 1
@@ -354,3 +354,22 @@ def test_the_benchmark_recovers_as_a_study_would_on_this_machine():
 
     assert resolved_recovery_precision(Config()) == ("bf16" if native_bf16("cpu")[0] else "f32")
     assert resolved_recovery_precision(Config(recovery_precision="f32")) == "f32"
+
+
+def test_timing_protocols_are_compared_on_the_same_built_plans_and_written_to_a_page(tiny_workload, tmp_path):
+    """Each protocol run several times over the same plans, in turn; the page gives each protocol's run-to-run
+    Spearman as measured and with the round drift removed."""
+    from benchmarks.timing_protocol import main
+
+    out = tmp_path / "timing-protocol.md"
+    main(["--study", "fashion-cnn-tiny", "--targets", "cpu-onnxruntime", "--plans", "4", "--repeats", "2",
+          "--protocols", "2x0.01,4x0.005", "--out", str(out)])
+    results = json.loads(out.with_suffix(".json").read_text())
+    found = results["targets"]["cpu-onnxruntime"]
+    assert [run["protocol"] for run in found["runs"]] == ["2x0.01", "4x0.005"] * 2  # in turn, not one after the other
+    assert [len(next(iter(run["timings"].values()))) for run in found["runs"]] == [2, 4, 2, 4]
+    for row in found["protocols"].values():
+        assert len(row["raw"]) == len(row["drift_removed"]) == 1  # two runs: one pair
+    assert "| 2x0.01 | " in out.read_text() and "| 4x0.005 | " in out.read_text()
+    with pytest.raises(SystemExit):
+        main(["--protocols", "3xfast"])

@@ -205,6 +205,30 @@ def test_probes_timed_in_interleaved_rounds_are_the_median_of_each_plan_s_timing
         assert found[plan] / found[rounds.base.to_json()] == pytest.approx(rounds.timings[plan] / rounds.base_ms)
 
 
+def test_round_drift_is_removed_and_ratios_within_a_round_are_kept():
+    """A whole round slowed by the load (every plan in it by the same factor) leaves no trace in the plans' medians;
+    what the plans measured against each other within a round stays."""
+    from autotune.latency_table import without_round_drift
+
+    true_ms = {"a": 1.0, "b": 1.2, "c": 2.0}
+    drift = [1.0, 1.3, 0.9, 1.5]
+    noise = {"a": [1.0, 1.02, 0.97, 1.0], "b": [0.99, 1.0, 1.03, 0.98], "c": [1.0, 0.97, 1.0, 1.04]}
+    timed = {key: [ms * d * n for d, n in zip(drift, noise[key], strict=True)] for key, ms in true_ms.items()}
+    steady = without_round_drift(timed)
+    level = np.exp(np.mean(np.log(drift)))
+    for key, ms in true_ms.items():
+        assert np.median(steady[key]) == pytest.approx(ms * level, rel=0.04)
+        for r in range(len(drift)):
+            assert steady[key][r] / steady["a"][r] == pytest.approx(timed[key][r] / timed["a"][r])
+    # Without noise the drift goes exactly: each plan's timings become one value.
+    exact = without_round_drift({key: [ms * d for d in drift] for key, ms in true_ms.items()})
+    assert all(np.ptp(values) == pytest.approx(0.0, abs=1e-12) for values in exact.values())
+    # One plan, or one round, has no drift to tell apart from the plans: returned as timed.
+    assert without_round_drift({"a": timed["a"]}) == {"a": timed["a"]}
+    one_round = {key: values[:1] for key, values in timed.items()}
+    assert without_round_drift(one_round) == one_round
+
+
 def test_probe_rounds_out_of_range_is_refused_naming_the_field(tmp_path):
     from autotune.errors import SpecError
     from autotune.spec import load_proxy_recipe
