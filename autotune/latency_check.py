@@ -24,12 +24,12 @@ from autotune.progress import console
 
 CHECK_SEED = 20261204  # the check plans are the same for every table of a study's space
 MIN_CHECK_PLANS = 5  # fewer timed plans say nothing about a ranking
-# Twelve plans rank noisily, so the fallback is tried where they rank below this, and used only where it ranks them
-# clearly better. At 0.5 it was seldom tried where it was needed: on an AMD EPYC ONNX Runtime's default table ranked 60
-# fashion-cnn plans timed in 6 rounds at +0.56, the fallback at +0.82; replaying the rule on 12 of them at a time, the
-# chosen table averaged +0.665 at 0.5 and +0.744 at 0.8, while OpenVINO's (+0.93) kept its table (fallback measured
-# in 9% of draws at 0.8, never used to its loss); docs/latency-fidelity-rounds.md.
-CHECK_MIN_SPEARMAN = 0.8
+# Twelve plans rank noisily (fashion-cnn's OpenVINO table ranked 160 plans at +0.80 and this check's 12 at +0.59): the
+# fallback, a second table to measure, is tried where the ranking is poor beyond that noise. A higher threshold bought
+# little: the rule replayed on 30 uniform fashion-cnn plans (AMD EPYC, 2026-12-04) chose ONNX Runtime tables that
+# ranked 60 plans at +0.646 on average at 0.5 and +0.655 at 0.8, measuring the fallback in 27% and 89% of the draws
+# (docs/latency-fidelity-rounds.md).
+CHECK_MIN_SPEARMAN = 0.5
 FALLBACK_MARGIN = 0.1  # twelve plans rank noisily: the fallback must be clearly better to replace the setting chosen
 FALLBACK = {"bases": "per_precision", "composition": "sum"}
 

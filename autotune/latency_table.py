@@ -56,6 +56,9 @@ MIN_SUM_FRACTION = 0.05  # added savings never estimate a plan below this fracti
 # +0.746 and +0.672 in 3 rounds of 0.3 s as measured (docs/timing-protocol.md): a slow spell of the machine spoils
 # fewer of a plan's timings, and a slow round is taken out.
 PROBE_MEASURE = MeasureSettings(warmup=5, min_repeats=15, min_seconds=0.15, max_repeats=1000)
+ONE_TIMING = MeasureSettings(warmup=5, min_repeats=30, min_seconds=0.3, max_repeats=1000)  # probe_rounds = 1: as before
+# Part of every cached timing's key: timings taken another way are not mixed with these.
+TIMING_PROTOCOL = f"rounds {PROBE_MEASURE}, one {ONE_TIMING}, round drift removed"
 ROUND_CHUNK = 16  # probes held built at once while timed in rounds (a transformer's artifacts are large)
 # Calibration samples of a build that is only timed. Not fewer: with 8, one tiny-BERT FullyConnected saw no negative
 # input and compiled to u8 instead of i8 (another kernel); ranges can change kernels.
@@ -82,6 +85,11 @@ def target_identity(spec: HardwareSpec) -> str:
     return json.dumps(fields | {"machine": machine_identity()}, sort_keys=True)
 
 
+def timing_identity(spec: HardwareSpec) -> str:
+    """A cached probe timing's key besides the model: the target's identity and how the timing was taken."""
+    return f"{target_identity(spec)}|{TIMING_PROTOCOL}"
+
+
 def _plan_latency_ms(
     target_json: str,
     architecture: str,
@@ -102,7 +110,7 @@ def _plan_latency_ms(
     with tempfile.TemporaryDirectory(dir=builds) as folder:
         artifact = target.build(pruned, plan, build, Path(folder))
         runner = target.runner(artifact, repeat_first(build.calibration, spec.throughput_batch))
-        return summarise(target.time_with(runner, PROBE_MEASURE))["p50"]
+        return summarise(target.time_with(runner, ONE_TIMING))["p50"]
 
 
 def _plans_latency_ms(
@@ -130,7 +138,7 @@ def timed_plans_ms(
     memory = joblib.Memory(cache_dir("latency"), verbose=0)
     in_rounds = memory.cache(_plans_latency_ms, ignore=["spec", "pruner", "build"])
     return in_rounds(
-        target_identity(spec), architecture_key(pruner.teacher), plan_jsons, channel_multiple, max(rounds, 1), spec, pruner, timing_context(build)
+        timing_identity(spec), architecture_key(pruner.teacher), plan_jsons, channel_multiple, max(rounds, 1), spec, pruner, timing_context(build)
     )
 
 
@@ -141,27 +149,29 @@ def time_in_rounds(
     build: BuildContext,
     channel_multiple: int,
     rounds: int,
-    measure: MeasureSettings = PROBE_MEASURE,
+    measure: MeasureSettings | None = None,
     chunk: int = ROUND_CHUNK,
 ) -> dict[str, list[float] | str]:
     """Each plan pruned, built for `spec` and timed at its throughput batch in `rounds` interleaved rounds (every plan
     of a chunk once per round, each round in a new order): its p50 per round in ms, with the chunk's round drift
     removed (`without_round_drift`), or the reason the target refused to build it. On a shared machine one timing
     drifts by about 10% (in log) with the load over seconds; plans timed in turn, round after round, each see that
-    drift at different moments."""
+    drift at different moments. By default each timing is PROBE_MEASURE's, or ONE_TIMING's in a single round; the
+    plans are cut into even chunks of at most `chunk` (a chunk of one plan could not have its drift removed)."""
     from autotune.targets import make_target
 
     target = make_target(spec)
+    measure = measure or (PROBE_MEASURE if rounds > 1 else ONE_TIMING)
     keys = list(plans)
     found: dict[str, list[float] | str] = {}
     builds = workspace() / "builds"
     builds.mkdir(parents=True, exist_ok=True)
     with progress_bar() as progress:
         task = progress.add_task(f"timing on {spec.name}: build, then {rounds} rounds", total=len(keys) * (1 + rounds))
-        for start in range(0, len(keys), chunk):
+        for chunk_keys in even_chunks(keys, chunk):
             with tempfile.TemporaryDirectory(dir=builds) as folder:
                 runners = {}
-                for index, key in enumerate(keys[start : start + chunk]):
+                for index, key in enumerate(chunk_keys):
                     plan = plans[key]
                     try:
                         artifact = target.build(pruner.prune(plan, channel_multiple), plan, build, Path(folder) / str(index))
@@ -173,6 +183,12 @@ def time_in_rounds(
                 timed = timed_rounds(target, runners, rounds, measure, lambda: progress.update(task, advance=1))
                 found |= without_round_drift(timed)
     return found
+
+
+def even_chunks(keys: list[str], most: int) -> list[list[str]]:
+    """`keys` cut into as few chunks of at most `most` as can be, their sizes differing by one at most."""
+    count = -(-len(keys) // most)
+    return [list(part) for part in np.array_split(np.array(keys, dtype=object), count)] if keys else []
 
 
 def timed_rounds(target, runners: dict, rounds: int, measure: MeasureSettings, each=lambda: None, seed: int = 0) -> dict[str, list[float]]:
@@ -190,9 +206,9 @@ def timed_rounds(target, runners: dict, rounds: int, measure: MeasureSettings, e
 def without_round_drift(timings: dict[str, list[float]]) -> dict[str, list[float]]:
     """Plans timed in the same rounds with each round's shift taken out: every timing of a round divided by the round's
     geometric mean over the plans and multiplied by that of all rounds. The load slows whole rounds (40 fashion-cnn
-    plans' geometric mean varied 1.4-1.8x between rounds of one run), which a plan's median over few rounds carries;
+    plans' geometric mean varied up to 1.43x (OpenVINO) and 1.77x (ONNX Runtime) between rounds of one run), which a plan's median over few rounds carries;
     plans' ratios within a round stay as measured. Needs two plans and two rounds, else returned as is."""
-    if len(timings) < 2 or min(len(values) for values in timings.values()) < 2:
+    if len(timings) < 2 or min(len(values) for values in timings.values()) < 2 or min(map(min, timings.values())) <= 0:
         return timings
     logs = np.log(np.array(list(timings.values()), dtype=float))  # plans x rounds
     shifted = logs - logs.mean(axis=0) + logs.mean()
@@ -321,7 +337,7 @@ class LatencyTable:
         self._probe_total = pruned_probe_count(probe_ratios) + len(self.edges)
         memory = joblib.Memory(cache_dir("latency"), verbose=0)
         measure = memory.cache(_plan_latency_ms, ignore=["spec", "pruner", "build"])
-        identity, architecture = target_identity(spec), architecture_key(pruner.teacher)
+        identity, architecture = timing_identity(spec), architecture_key(pruner.teacher)
         samples = timing_context(build)
         self.probe_rounds = probe_rounds
         measured_in_rounds: dict[str, float | str] = {}

@@ -32,7 +32,7 @@ from autotune.plan import LayerChoice, Plan
 from autotune.spec import MeasureSettings, load_hardware, load_study_spec
 from benchmarks.fidelity import DEFAULT, FORMER, corrected_table, fitted_latency, plan_interval, scorer_for
 from benchmarks.metrics import spearman
-from benchmarks.pages import quiet_libraries, write_page
+from benchmarks.pages import quiet_libraries, write_page, write_results
 
 ROOT = Path(__file__).resolve().parents[1]
 PER_PRECISION = {"bases": "per_precision"}
@@ -48,6 +48,7 @@ VARIANTS = {  # key: (label, `[latency_measured]` settings)
     "default-rounds": ("**default**: every width on OpenVINO, every precision on ONNX Runtime, probes timed in 6 interleaved rounds, pair terms on ONNX Runtime", DEFAULT | ROUNDS),
     "default-rounds-pairless": ("the default without pair terms (the default before 2026-12-04)", DEFAULT | ROUNDS | NO_PAIRS),
     "fallback-rounds": ("the check's fallback: the default with a base per precision and time deltas summed", DEFAULT | ROUNDS | FALLBACK),
+    "fallback-rounds-pairless": ("the check's fallback without pair terms (where the check drops them)", DEFAULT | ROUNDS | FALLBACK | NO_PAIRS),
     "default-per-precision-rounds": (
         "default, a base per precision, probes timed in 6 interleaved rounds",
         DEFAULT | PER_PRECISION | ROUNDS,
@@ -180,39 +181,48 @@ def round_agreement(times: dict[str, list[float]]) -> float | None:
 CHECK_THRESHOLDS = (0.5, 0.7, 0.8, 0.9)
 
 
-def check_rule(found: dict, check_plans: int = 12, draws: int = 2000) -> list[dict]:
-    """The latency check's rule (autotune.latency_check) replayed on these plans at several thresholds: `check_plans`
-    of them drawn at random as the check's, the fallback measured where the default table ranks them below the
-    threshold and used where it ranks them better by the margin; the outcome is the chosen table's Spearman over
-    all the plans, averaged over the draws. Empty without both the default and the fallback variant."""
-    variants = {row["key"]: row for row in found["variants"]}
-    if not {"default-rounds", "fallback-rounds"} <= set(variants):
-        return []
-    keys = list(found["times_ms"])
+def check_rule(found: dict, uniform: int, check_plans: int = 12, draws: int = 2000) -> dict | None:
+    """The latency check's rule (autotune.latency_check.checked_table) replayed at several thresholds on the first
+    `uniform` plans (drawn uniformly from the space, as the check's are): `check_plans` of them drawn at a time; the
+    default table's pair terms dropped where its pairless variant ranks them clearly better; the fallback (pairless
+    likewise, where that variant was measured) tried below the threshold and used where it ranks them clearly
+    better. Per threshold: how often the fallback was measured and used, and the mean over draws of the chosen
+    table's Spearman over all the plans and over the INT8 ones. None without the default and the fallback."""
+    rows = {row["key"]: row for row in found["variants"]}
+    if not {"default-rounds", "fallback-rounds"} <= set(rows):
+        return None
+    keys = list(found["times_ms"])[:uniform]
     truth = np.array([np.median(found["times_ms"][k]) for k in keys])
-    default, fallback = (np.array([variants[v]["estimates_ms"][k] for k in keys]) for v in ("default-rounds", "fallback-rounds"))
-    whole = {"default": spearman(default, truth), "fallback": spearman(fallback, truth)}
+    estimates = {key: np.array([row["estimates_ms"][k] for k in keys]) for key, row in rows.items()}
+    pairless = "default-rounds-pairless" if "default-rounds-pairless" in rows else None
     rng = np.random.default_rng(0)
-    draws_of = [rng.choice(len(keys), check_plans, replace=False) for _ in range(draws)]
-    rows = []
+    drawn_sets = [rng.choice(len(keys), min(check_plans, len(keys)), replace=False) for _ in range(draws)]
+    found_rows = []
     for threshold in CHECK_THRESHOLDS:
-        measured = used = 0
-        for drawn in draws_of:
-            ranked = spearman(default[drawn], truth[drawn])
+        measured, chosen = 0, []
+        for drawn in drawn_sets:
+            table, fallback = "default-rounds", "fallback-rounds"
+            ranked = spearman(estimates[table][drawn], truth[drawn])
+            if pairless and clearly_better(without := spearman(estimates[pairless][drawn], truth[drawn]), ranked):
+                table, ranked = pairless, without
+                fallback = "fallback-rounds-pairless" if "fallback-rounds-pairless" in rows else fallback
             if ranked is None or ranked < threshold:
                 measured += 1
-                used += clearly_better(spearman(fallback[drawn], truth[drawn]), ranked)
-        share = used / draws
-        rows.append({
+                if clearly_better(spearman(estimates[fallback][drawn], truth[drawn]), ranked):
+                    table = fallback
+            chosen.append(table)
+        found_rows.append({
             "threshold": threshold,
             "measured": measured / draws,
-            "used": share,
-            "expected": share * whole["fallback"] + (1 - share) * whole["default"],
+            "used": sum(key.startswith("fallback") for key in chosen) / draws,
+            "expected": float(np.mean([rows[key]["spearman"] for key in chosen])),
+            "expected_int8": float(np.mean([rows[key]["spearman_int8"] for key in chosen])),
         })
-    return rows
+    return {"plans": len(keys), "pairless_fallback": "fallback-rounds-pairless" in rows, "rows": found_rows}
 
 
 def render(results: dict) -> str:
+    drift = ", each round's drift removed (`without_round_drift`)" if results.get("drift_removed") else ""
     lines = [
         "# Latency proxy fidelity across the search space",
         "",
@@ -220,7 +230,7 @@ def render(results: dict) -> str:
         f"{results['plans']} plans of study `{results['study']}` (seed {results['seed']}): half drawn uniformly from the "
         "search space, half all-INT8 with random pruning. Each built once per target, unrecovered (latency does not "
         f"depend on the weights), and timed at the throughput batch in {results['rounds']} interleaved rounds of at "
-        f"least {results['round_seconds']} s each; the truth is the median. Spearman of each latency table variant "
+        f"least {results['round_seconds']} s each{drift}; the truth is the median. Spearman of each latency table variant "
         "against it, [5th-95th percentile] of 2,000 bootstrap resamples of the plans; the INT8 column ranks only the "
         "plans with every layer at 8 bits or fewer. Tables are measured as a study measures them (one timing per probe "
         "unless the variant times them in rounds; cached on disk, so a table measured earlier on this machine is read "
@@ -248,16 +258,22 @@ def render(results: dict) -> str:
         for how, (value, (low, high)) in found["fitted"].items():
             lines.append(f"| latency fitted on measured plans ({how}) | {value:+.3f} [{low:+.2f}, {high:+.2f}] | - | - | - |")
         lines.append("")
-        if rule := check_rule(found):
+        if rule := check_rule(found, results.get("uniform_plans", results["plans"])):
+            stand_in = "" if rule["pairless_fallback"] else " (the fallback without pair terms was not measured: the fallback with them stands in)"
             lines += [
-                f"The latency check's rule replayed on these plans (12 of them drawn as the check's, 2,000 draws; the "
-                f"fallback is measured where the default table ranks them below the threshold, used where it ranks them "
-                f"better by {FALLBACK_MARGIN}; the threshold is {CHECK_MIN_SPEARMAN} now): how often the fallback is "
-                "measured and used, and the expected Spearman over all the plans of the table chosen.",
+                f"The latency check's rule replayed on these plans: 12 at a time drawn from the {rule['plans']} drawn "
+                f"uniformly from the space, as the check's are, 2,000 draws; pair terms dropped where the table ranks "
+                f"them better by {FALLBACK_MARGIN} without; the fallback measured where the table ranks them below the "
+                f"threshold{stand_in}, used where it ranks them better by {FALLBACK_MARGIN}. The check's threshold is "
+                f"{CHECK_MIN_SPEARMAN}. How often the fallback is measured and used, and the mean Spearman of the chosen "
+                "table over all the plans and over the INT8 ones (the columns above).",
                 "",
-                "| threshold | fallback measured | fallback used | expected Spearman |",
-                "|---:|---:|---:|---:|",
-                *(f"| {r['threshold']} | {r['measured']:.0%} | {r['used']:.0%} | {r['expected']:+.3f} |" for r in rule),
+                "| threshold | fallback measured | fallback used | chosen table: Spearman | INT8 plans only |",
+                "|---:|---:|---:|---:|---:|",
+                *(
+                    f"| {r['threshold']} | {r['measured']:.0%} | {r['used']:.0%} | {r['expected']:+.3f} | {r['expected_int8']:+.3f} |"
+                    for r in rule["rows"]
+                ),
                 "",
             ]
         corrected = [row for row in found["variants"] if row.get("corrected")]
@@ -322,6 +338,7 @@ def main(argv: list[str] | None = None) -> None:
     spec = load_study_spec(args.study)
     context = prepare(spec)
     plans = sample_plans(context, args.plans, args.seed)
+    uniform = len({plan.digest() for plan in context.space.random_plans(args.plans // 2, args.seed)})  # sample_plans' first
     from benchmarks.run import machine
 
     about = machine()
@@ -329,6 +346,8 @@ def main(argv: list[str] | None = None) -> None:
         "command": " ".join(["python -m benchmarks.latency_fidelity", *(argv if argv is not None else sys.argv[1:])]),
         "study": args.study,
         "plans": len(plans),
+        "uniform_plans": uniform,
+        "drift_removed": True,  # by time_in_rounds, since 2026-12-04
         "seed": args.seed,
         "rounds": args.rounds,
         "round_seconds": args.round_seconds,
@@ -356,12 +375,7 @@ def main(argv: list[str] | None = None) -> None:
             "variants": rank_variants(context, hardware.name, plans, times, variants, observed),
             "fitted": fitted_latency(list(plans.values()), truth),
         }
-    results["date"] = time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime())
-    results["seconds"] = round(time.time() - started)
-    out = Path(args.out)
-    out.with_suffix(".json").write_text(json.dumps(results, indent=1))
-    write_page(out, render(results))
-    print(f"wrote {out}")
+    write_results(args.out, results, render, started)
 
 
 if __name__ == "__main__":

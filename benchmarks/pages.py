@@ -4,11 +4,13 @@ of results that keeps its hand-written reading."""
 from __future__ import annotations
 
 import contextlib
+import json
 import logging
 import os
 import shutil
 import tempfile
-from collections.abc import Iterator
+import time
+from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import numpy as np
@@ -37,6 +39,17 @@ def write_page(path: str | Path, text: str) -> None:
     previous = output.read_text() if output.exists() else ""
     reading = previous[previous.find(READING):] if READING in previous else ""
     output.write_text(text + ("\n" + reading if reading else ""))
+
+
+def write_results(out: str | Path, results: dict, render: Callable[[dict], str], started: float) -> None:
+    """Stamp a run's results with its date and seconds since `started` (time.time()), then write them beside the page
+    (.json) and the page rendered from them."""
+    results["date"] = time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime())
+    results["seconds"] = round(time.time() - started)
+    out = Path(out)
+    out.with_suffix(".json").write_text(json.dumps(results, indent=1))
+    write_page(out, render(results))
+    print(f"wrote {out}")
 
 
 def write_study_section(out: Path, header: list[str], study: str, lines: list[str]) -> None:

@@ -12,7 +12,6 @@ from __future__ import annotations
 
 import argparse
 import itertools
-import json
 import sys
 import tempfile
 import time
@@ -26,7 +25,7 @@ from autotune.spec import MeasureSettings, load_hardware, load_study_spec
 from autotune.targets import make_target
 from autotune.workloads.io import repeat_first
 from benchmarks.metrics import spearman
-from benchmarks.pages import quiet_libraries, write_page
+from benchmarks.pages import quiet_libraries, write_results
 
 ROOT = Path(__file__).resolve().parent.parent
 # Rounds x seconds per round, the same time per plan: tables were timed in 3 x 0.3 s until 2026-12-04, then 6 x 0.15 s.
@@ -38,6 +37,8 @@ def parse_protocols(text: str) -> dict[str, tuple[int, float]]:
     for item in text.split(","):
         rounds, _, seconds = item.partition("x")
         found[item] = (int(rounds), float(seconds))
+        if found[item][0] < 1 or found[item][1] <= 0:
+            raise ValueError(item)
     return found
 
 
@@ -138,12 +139,7 @@ def main(argv: list[str] | None = None) -> None:
         "machine": f"{about['cpu']}, {about['cores']} cores, {about['platform']}",
         "targets": {name: measure_target(args.study, name, args.plans, protocols, args.repeats, args.seed) for name in args.targets.split(",")},
     }
-    results["date"] = time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime())
-    results["seconds"] = round(time.time() - started)
-    out = Path(args.out)
-    out.with_suffix(".json").write_text(json.dumps(results, indent=1))
-    write_page(out, render(results))
-    print(f"wrote {out}")
+    write_results(args.out, results, render, started)
 
 
 if __name__ == "__main__":

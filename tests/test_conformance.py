@@ -173,7 +173,7 @@ def proxy_contexts(tiny_context):
 
 
 def make_proxy(name: str):
-    """Each proxy as the built-in default recipe configures it (latency probes timed in 3 rounds: with one timing each,
+    """Each proxy as the built-in default recipe configures it (latency probes timed in rounds: with one timing each,
     a loaded CI machine once estimated the tiny model's pruned INT8 at 3x its FP32, 0.29 against 0.10 ms)."""
     cls = registered_proxies()[name]
     settings = dict(load_proxy_recipe("default").settings.get(name, {}))

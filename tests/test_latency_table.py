@@ -208,7 +208,7 @@ def test_probes_timed_in_interleaved_rounds_are_the_median_of_each_plan_s_timing
 def test_round_drift_is_removed_and_ratios_within_a_round_are_kept():
     """A whole round slowed by the load (every plan in it by the same factor) leaves no trace in the plans' medians;
     what the plans measured against each other within a round stays."""
-    from autotune.latency_table import without_round_drift
+    from autotune.latency_table import even_chunks, without_round_drift
 
     true_ms = {"a": 1.0, "b": 1.2, "c": 2.0}
     drift = [1.0, 1.3, 0.9, 1.5]
@@ -227,6 +227,9 @@ def test_round_drift_is_removed_and_ratios_within_a_round_are_kept():
     assert without_round_drift({"a": timed["a"]}) == {"a": timed["a"]}
     one_round = {key: values[:1] for key, values in timed.items()}
     assert without_round_drift(one_round) == one_round
+    # Chunks are cut evenly, so none is left with a single plan whose drift cannot be told apart.
+    assert [len(chunk) for chunk in even_chunks([str(i) for i in range(17)], 16)] == [9, 8]
+    assert [len(chunk) for chunk in even_chunks([str(i) for i in range(32)], 16)] == [16, 16] and even_chunks([], 16) == []
 
 
 def test_probe_rounds_out_of_range_is_refused_naming_the_field(tmp_path):
