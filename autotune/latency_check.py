@@ -48,6 +48,11 @@ class TableCheck:
     fallback_median_error: float | None
     uses_fallback: bool
 
+    @property
+    def chosen_spearman(self) -> float | None:
+        """The Spearman held against CHECK_MIN_SPEARMAN: the table's, or without its pair terms where those are dropped."""
+        return self.pairless_spearman if self.uses_pairless else self.spearman
+
     def to_dict(self) -> dict:
         return asdict(self)
 

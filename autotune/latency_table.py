@@ -206,8 +206,9 @@ def timed_rounds(target, runners: dict, rounds: int, measure: MeasureSettings, e
 def without_round_drift(timings: dict[str, list[float]]) -> dict[str, list[float]]:
     """Plans timed in the same rounds with each round's shift taken out: every timing of a round divided by the round's
     geometric mean over the plans and multiplied by that of all rounds. The load slows whole rounds (40 fashion-cnn
-    plans' geometric mean varied up to 1.43x (OpenVINO) and 1.77x (ONNX Runtime) between rounds of one run), which a plan's median over few rounds carries;
-    plans' ratios within a round stay as measured. Needs two plans and two rounds, else returned as is."""
+    plans' geometric mean varied up to 1.43x on OpenVINO and 1.77x on ONNX Runtime between rounds of one run), which
+    a plan's median over few rounds carries; plans' ratios within a round stay as measured. Needs two plans, two
+    rounds and positive times, else returned as is."""
     if len(timings) < 2 or min(len(values) for values in timings.values()) < 2 or min(map(min, timings.values())) <= 0:
         return timings
     logs = np.log(np.array(list(timings.values()), dtype=float))  # plans x rounds

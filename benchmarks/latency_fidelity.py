@@ -58,9 +58,11 @@ VARIANTS = {  # key: (label, `[latency_measured]` settings)
 }
 
 
-def sample_plans(context: StudyContext, count: int, seed: int) -> dict[str, Plan]:
-    """`count` distinct plans: half uniform over the space, half all-INT8 (where a layer allows 8) with random pruning."""
+def sample_plans(context: StudyContext, count: int, seed: int) -> tuple[dict[str, Plan], int]:
+    """`count` distinct plans: half uniform over the space, half all-INT8 (where a layer allows 8) with random pruning;
+    and how many of the first are the uniform ones."""
     plans = {p.digest(): p for p in context.space.random_plans(count // 2, seed)}
+    uniform = len(plans)
     rng = np.random.default_rng(seed + 1)
     choices = context.space.choices()
     allowed = {layer.name: layer.bits for layer in context.space.layers}
@@ -70,7 +72,7 @@ def sample_plans(context: StudyContext, count: int, seed: int) -> dict[str, Plan
         drawn = context.space.plan_from_params({name: values[rng.integers(len(values))] for name, values in choices.items()})
         plan = Plan({n: LayerChoice(8 if 8 in allowed[n] else c.bits, c.prune) for n, c in drawn.layers.items()})
         plans.setdefault(plan.digest(), plan)
-    return plans
+    return plans, uniform
 
 
 def measure_plans(context: StudyContext, hardware, plans: dict[str, Plan], rounds: int, seconds: float) -> dict[str, list[float]]:
@@ -195,6 +197,7 @@ def check_rule(found: dict, uniform: int, check_plans: int = 12, draws: int = 20
     truth = np.array([np.median(found["times_ms"][k]) for k in keys])
     estimates = {key: np.array([row["estimates_ms"][k] for k in keys]) for key, row in rows.items()}
     pairless = "default-rounds-pairless" if "default-rounds-pairless" in rows else None
+    pairless_fallback = "fallback-rounds-pairless" if "fallback-rounds-pairless" in rows else "fallback-rounds"
     rng = np.random.default_rng(0)
     drawn_sets = [rng.choice(len(keys), min(check_plans, len(keys)), replace=False) for _ in range(draws)]
     found_rows = []
@@ -204,8 +207,7 @@ def check_rule(found: dict, uniform: int, check_plans: int = 12, draws: int = 20
             table, fallback = "default-rounds", "fallback-rounds"
             ranked = spearman(estimates[table][drawn], truth[drawn])
             if pairless and clearly_better(without := spearman(estimates[pairless][drawn], truth[drawn]), ranked):
-                table, ranked = pairless, without
-                fallback = "fallback-rounds-pairless" if "fallback-rounds-pairless" in rows else fallback
+                table, ranked, fallback = pairless, without, pairless_fallback
             if ranked is None or ranked < threshold:
                 measured += 1
                 if clearly_better(spearman(estimates[fallback][drawn], truth[drawn]), ranked):
@@ -218,7 +220,7 @@ def check_rule(found: dict, uniform: int, check_plans: int = 12, draws: int = 20
             "expected": float(np.mean([rows[key]["spearman"] for key in chosen])),
             "expected_int8": float(np.mean([rows[key]["spearman_int8"] for key in chosen])),
         })
-    return {"plans": len(keys), "pairless_fallback": "fallback-rounds-pairless" in rows, "rows": found_rows}
+    return {"plans": len(keys), "pairless_fallback": pairless_fallback != "fallback-rounds", "rows": found_rows}
 
 
 def render(results: dict) -> str:
@@ -337,8 +339,7 @@ def main(argv: list[str] | None = None) -> None:
     started = time.time()
     spec = load_study_spec(args.study)
     context = prepare(spec)
-    plans = sample_plans(context, args.plans, args.seed)
-    uniform = len({plan.digest() for plan in context.space.random_plans(args.plans // 2, args.seed)})  # sample_plans' first
+    plans, uniform = sample_plans(context, args.plans, args.seed)
     from benchmarks.run import machine
 
     about = machine()
