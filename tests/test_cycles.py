@@ -35,8 +35,10 @@ trials = 7
 anchors = [0.0, 0.5]
 
 [promotion]
-candidates = 3
-rescore = 4
+# Every plan is re-scored and every one uniform INT8 does not dominate is measured, so the 50%-pruned anchor (half
+# INT8's size) always is: which other plans the latency proxy promotes depends on the machine's timings.
+candidates = 7
+rescore = 7
 
 [recovery]
 rescore_steps = 3
@@ -171,7 +173,7 @@ def test_promote_rollback_history_export_round_trip(lineage_dir, tmp_path):
     complete = [t for t in study.trials if t.state == TrialState.COMPLETE and t.user_attrs["role"] != "deployed"]
     failing = [t for t in complete if any(line.startswith("class") for line in t.user_attrs["gate_failures"])]
     passing = [t for t in complete if not t.user_attrs["gate_failures"]]
-    assert failing, "the 50%-pruned anchor with 5 recovery steps should break the per-class bound"
+    assert failing, "the 50%-pruned anchor, always measured, should break the per-class bound with 5 recovery steps"
     refused = autotune_cli("promote", "spec.toml", f"c1:{failing[0].number}", "--target", "cpu-onnxruntime", cwd=lineage_dir)
     assert refused.returncode == 2 and "fails its gates" in refused.stderr and "class" in refused.stderr
 
