@@ -3,7 +3,7 @@ VENV ?= .venv
 SUDO := $(shell [ "$$(id -u)" -eq 0 ] || echo sudo)
 FASHION_MNIST := /usr/share/datasets/fashion-mnist/t10k-images-idx3-ubyte.gz
 
-.PHONY: setup demo test lint benchmark benchmark-minilm benchmark-quick benchmark-targets benchmark-proxy benchmark-warm-start benchmark-calibration benchmark-samplers benchmark-fidelity benchmark-latency-fidelity benchmark-cycle benchmark-recovery-precision benchmark-recovery-learning-rate benchmark-recovery-steps benchmark-onnxruntime-reduce-range benchmark-latency-correction benchmark-latency-zoo benchmark-timing-protocol dashboard
+.PHONY: setup demo test lint benchmark benchmark-minilm benchmark-quick benchmark-targets benchmark-proxy benchmark-warm-start benchmark-calibration benchmark-samplers benchmark-fidelity benchmark-latency-fidelity benchmark-cycle benchmark-recovery-precision benchmark-recovery-learning-rate benchmark-recovery-steps benchmark-onnxruntime-reduce-range benchmark-latency-correction benchmark-latency-zoo benchmark-timing-protocol benchmark-table-stability dashboard
 
 setup: $(VENV)/.installed $(FASHION_MNIST)
 
@@ -73,6 +73,10 @@ benchmark-latency-fidelity: setup
 # Writes docs/timing-protocol.md: how reproducibly each way of cutting a plan's timing into rounds ranks plans.
 benchmark-timing-protocol: setup
 	$(VENV)/bin/python -m benchmarks.timing_protocol
+
+# Writes docs/table-stability.md: latency tables measured cold again and again, the INT8 base timed in every chunk or not.
+benchmark-table-stability: setup
+	$(VENV)/bin/python -m benchmarks.table_stability
 
 # Writes docs/cycle-time.md: one whole cycle (200 proxy trials, 16 full evaluations) per study from cold caches.
 benchmark-cycle: setup

@@ -19,7 +19,9 @@ layers.
 With `probe_rounds` > 1 the probes are built together and timed in interleaved rounds, each keeping its median: one
 timing on a shared machine drifts by about 10% with the load, and a plan's estimate adds up many probes' errors. The
 load shifts whole rounds too (up to 1.8x between rounds, for every plan in them): each round is first brought to the
-level of all of them (`without_round_drift`); docs/timing-protocol.md measures both.
+level of all of them (`without_round_drift`); docs/timing-protocol.md measures both. Probes are timed in chunks (at most
+ROUND_CHUNK built at once); the INT8 base is timed in every chunk and each chunk scaled to its level (`onto_anchor`), as
+chunks timed minutes apart see different loads (docs/table-stability.md).
 """
 
 from __future__ import annotations
@@ -60,6 +62,10 @@ ONE_TIMING = MeasureSettings(warmup=5, min_repeats=30, min_seconds=0.3, max_repe
 # Part of every cached timing's key: timings taken another way are not mixed with these.
 TIMING_PROTOCOL = f"rounds {PROBE_MEASURE}, one {ONE_TIMING}, round drift removed"
 ROUND_CHUNK = 16  # probes held built at once while timed in rounds (a transformer's artifacts are large)
+# A table's INT8 base is timed in every chunk of its probes, each chunk brought to the base's level (`onto_anchor`):
+# fashion-cnn's OpenVINO fallback ranked 40 plans at +0.971 against +0.874 without, ONNX Runtime's default at +0.768
+# against +0.659 (3 cold builds each, docs/table-stability.md). benchmarks/table_stability.py turns it off to compare.
+ANCHOR_IN_EVERY_CHUNK = True
 # Calibration samples of a build that is only timed. Not fewer: with 8, one tiny-BERT FullyConnected saw no negative
 # input and compiled to u8 instead of i8 (another kernel); ranges can change kernels.
 TIMING_SAMPLES = 32
@@ -119,6 +125,7 @@ def _plans_latency_ms(
     plan_jsons: tuple[str, ...],
     channel_multiple: int,
     rounds: int,
+    anchor: str | None,
     spec: HardwareSpec,
     pruner: GroupPruner,
     build: BuildContext,
@@ -126,19 +133,34 @@ def _plans_latency_ms(
     """Each plan's median latency of a throughput batch over `rounds` interleaved rounds (cached on disk as a set), or
     the reason the target refused to build it."""
     plans = {plan_json: Plan.from_json(plan_json) for plan_json in plan_jsons}
-    timings = time_in_rounds(spec, plans, pruner, build, channel_multiple, rounds)
+    timings = time_in_rounds(spec, plans, pruner, build, channel_multiple, rounds, anchor=anchor)
     return {key: value if isinstance(value, str) else float(np.median(value)) for key, value in timings.items()}
 
 
 def timed_plans_ms(
-    spec: HardwareSpec, plan_jsons: tuple[str, ...], pruner: GroupPruner, build: BuildContext, channel_multiple: int, rounds: int
+    spec: HardwareSpec,
+    plan_jsons: tuple[str, ...],
+    pruner: GroupPruner,
+    build: BuildContext,
+    channel_multiple: int,
+    rounds: int,
+    anchor: str | None = None,
 ) -> dict[str, float | str]:
     """Whole plans (as JSON) built as a table builds its probes, each timed at the throughput batch (the median of
-    `rounds` interleaved rounds; cached on disk as a set): ms by the plan's JSON, or why the target refused it."""
+    `rounds` interleaved rounds; cached on disk as a set): ms by the plan's JSON, or why the target refused it.
+    `anchor` (one of the plans) is timed in every chunk of them (`time_in_rounds`)."""
     memory = joblib.Memory(cache_dir("latency"), verbose=0)
     in_rounds = memory.cache(_plans_latency_ms, ignore=["spec", "pruner", "build"])
     return in_rounds(
-        timing_identity(spec), architecture_key(pruner.teacher), plan_jsons, channel_multiple, max(rounds, 1), spec, pruner, timing_context(build)
+        timing_identity(spec),
+        architecture_key(pruner.teacher),
+        plan_jsons,
+        channel_multiple,
+        max(rounds, 1),
+        anchor,
+        spec,
+        pruner,
+        timing_context(build),
     )
 
 
@@ -150,25 +172,36 @@ def time_in_rounds(
     channel_multiple: int,
     rounds: int,
     measure: MeasureSettings | None = None,
-    chunk: int = ROUND_CHUNK,
+    chunk: int | None = None,
+    anchor: str | None = None,
 ) -> dict[str, list[float] | str]:
     """Each plan pruned, built for `spec` and timed at its throughput batch in `rounds` interleaved rounds (every plan
     of a chunk once per round, each round in a new order): its p50 per round in ms, with the chunk's round drift
     removed (`without_round_drift`), or the reason the target refused to build it. On a shared machine one timing
     drifts by about 10% (in log) with the load over seconds; plans timed in turn, round after round, each see that
     drift at different moments. By default each timing is PROBE_MEASURE's, or ONE_TIMING's in a single round; the
-    plans are cut into even chunks of at most `chunk` (a chunk of one plan could not have its drift removed)."""
+    plans are cut into even chunks of at most `chunk` (ROUND_CHUNK by default; a chunk of one plan could not have its
+    drift removed).
+    With an `anchor` (one of the keys) and more than one chunk, the anchor is timed in every chunk and each chunk is
+    scaled so the anchor's median is the same in all (`onto_anchor`): chunks timed minutes apart see different loads."""
     from autotune.targets import make_target
 
     target = make_target(spec)
     measure = measure or (PROBE_MEASURE if rounds > 1 else ONE_TIMING)
     keys = list(plans)
+    chunk = chunk or ROUND_CHUNK
+    if anchor in plans and len(keys) > chunk:
+        chunks = [[anchor, *part] for part in even_chunks([k for k in keys if k != anchor], chunk - 1)]
+    else:
+        chunks, anchor = even_chunks(keys, chunk), None
     found: dict[str, list[float] | str] = {}
+    in_chunks: list[dict[str, list[float]]] = []
     builds = workspace() / "builds"
     builds.mkdir(parents=True, exist_ok=True)
+    total = sum(len(part) for part in chunks) * (1 + rounds)
     with progress_bar() as progress:
-        task = progress.add_task(f"timing on {spec.name}: build, then {rounds} rounds", total=len(keys) * (1 + rounds))
-        for chunk_keys in even_chunks(keys, chunk):
+        task = progress.add_task(f"timing on {spec.name}: build, then {rounds} rounds", total=total)
+        for chunk_keys in chunks:
             with tempfile.TemporaryDirectory(dir=builds) as folder:
                 runners = {}
                 for index, key in enumerate(chunk_keys):
@@ -181,8 +214,35 @@ def time_in_rounds(
                         progress.update(task, advance=rounds)
                     progress.update(task, advance=1)
                 timed = timed_rounds(target, runners, rounds, measure, lambda: progress.update(task, advance=1))
-                found |= without_round_drift(timed)
+                in_chunks.append(without_round_drift(timed))
+    if anchor is not None and not isinstance(found.get(anchor), str):
+        return found | onto_anchor(in_chunks, anchor)
+    for timed in in_chunks:
+        found |= timed
     return found
+
+
+def onto_anchor(chunks: list[dict[str, list[float]]], anchor: str) -> dict[str, list[float]]:
+    """Chunks of timings that each hold `anchor`, every chunk scaled so the anchor's median in it is the geometric mean
+    of those medians; the anchor keeps all its scaled timings. A chunk without the anchor is kept as it is."""
+    levels = [float(np.median(chunk[anchor])) for chunk in chunks if chunk.get(anchor) and min(chunk[anchor]) > 0]
+    found: dict[str, list[float]] = {}
+    if not levels:
+        for chunk in chunks:
+            found |= chunk
+        return found
+    level = float(np.exp(np.mean(np.log(levels))))
+    anchored: list[float] = []
+    for chunk in chunks:
+        own = chunk.get(anchor)
+        scale = level / float(np.median(own)) if own and min(own) > 0 else 1.0
+        for key, values in chunk.items():
+            scaled = [value * scale for value in values]
+            if key == anchor:
+                anchored += scaled
+            else:
+                found[key] = scaled
+    return found | {anchor: anchored}
 
 
 def even_chunks(keys: list[str], most: int) -> list[list[str]]:
@@ -384,7 +444,9 @@ class LatencyTable:
         anchor = self.base.to_json()
         old = timed_before.get(anchor)
         reused = {p: timed_before[p] for p in plans if p != anchor and p in timed_before} if isinstance(old, float) else {}
-        fresh = timed_plans_ms(self.spec, tuple(p for p in plans if p not in reused), pruner, build, self.channel_multiple, self.probe_rounds)
+        asked = tuple(p for p in plans if p not in reused)
+        chunk_anchor = anchor if ANCHOR_IN_EVERY_CHUNK and anchor in asked else None
+        fresh = timed_plans_ms(self.spec, asked, pruner, build, self.channel_multiple, self.probe_rounds, chunk_anchor)
         new = fresh.get(anchor)
         scale = new / old if reused and isinstance(new, float) else 1.0
         return fresh | {p: value if isinstance(value, str) else value * scale for p, value in reused.items()}

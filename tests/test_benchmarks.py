@@ -373,3 +373,27 @@ def test_timing_protocols_are_compared_on_the_same_built_plans_and_written_to_a_
     assert "| 2x0.01 | " in out.read_text() and "| 4x0.005 | " in out.read_text()
     with pytest.raises(SystemExit):
         main(["--protocols", "3xfast"])
+
+
+def test_table_stability_builds_each_table_cold_in_both_arms_in_turn(tiny_workload, tmp_path, monkeypatch):
+    """Each table measured cold per arm and repeat, the arms in turn; the page gives agreement between builds and
+    fidelity against plans timed in one chunk. Probes timed briefly: the test is about the runs, not the numbers."""
+    from autotune import latency_table
+    from autotune.spec import MeasureSettings
+    from benchmarks.table_stability import main
+
+    monkeypatch.setattr(latency_table, "PROBE_MEASURE", MeasureSettings(warmup=1, min_repeats=2, min_seconds=0.002, max_repeats=20))
+    monkeypatch.setattr(latency_table, "ROUND_CHUNK", 8)  # several chunks of the tiny model's probes
+    out = tmp_path / "table-stability.md"
+    main(["--study", "fashion-cnn-tiny", "--targets", "cpu-onnxruntime", "--plans", "4", "--repeats", "2",
+          "--tables", "default-rounds", "--out", str(out)])
+    found = json.loads(out.with_suffix(".json").read_text())["targets"]["cpu-onnxruntime"]
+    arms = [build["arm"] for build in found["builds"]]
+    assert arms == ["anchor in every chunk", "no anchor", "no anchor", "anchor in every chunk"]
+    assert all(len(build["estimates_ms"]) == 4 and build["base_ms"] > 0 for build in found["builds"])
+    for row in found["summary"].values():
+        assert len(row["agreement"]) == 1 and len(row["fidelity"]) == 2
+    assert latency_table.ANCHOR_IN_EVERY_CHUNK  # restored after each build
+    assert "| anchor in every chunk |" in out.read_text() and "| no anchor |" in out.read_text()
+    with pytest.raises(SystemExit):
+        main(["--tables", "every"])

@@ -8,7 +8,7 @@ import pytest
 
 from autotune.latency_table import PROBE_PRUNE, LatencyTable
 from autotune.plan import LayerChoice, Plan
-from autotune.spec import load_hardware
+from autotune.spec import MeasureSettings, load_hardware
 
 
 @pytest.fixture(scope="module")
@@ -230,6 +230,41 @@ def test_round_drift_is_removed_and_ratios_within_a_round_are_kept():
     # Chunks are cut evenly, so none is left with a single plan whose drift cannot be told apart.
     assert [len(chunk) for chunk in even_chunks([str(i) for i in range(17)], 16)] == [9, 8]
     assert [len(chunk) for chunk in even_chunks([str(i) for i in range(32)], 16)] == [16, 16] and even_chunks([], 16) == []
+
+
+def test_chunks_are_brought_to_the_level_of_the_anchor_timed_in_each():
+    """Chunks timed minutes apart see different loads: each is scaled so the anchor's median in it is the geometric
+    mean of the anchor's medians, which keeps every ratio to the anchor within its chunk."""
+    from autotune.latency_table import onto_anchor
+
+    slow, fast = 1.6, 0.9  # the load while each chunk was timed
+    chunks = [
+        {"base": [1.0 * slow, 1.02 * slow], "a": [2.0 * slow, 2.04 * slow]},
+        {"base": [1.0 * fast, 0.98 * fast], "b": [3.0 * fast, 2.94 * fast]},
+    ]
+    found = onto_anchor(chunks, "base")
+    level = np.sqrt(np.median(chunks[0]["base"]) * np.median(chunks[1]["base"]))
+    assert np.median(found["a"]) / level == pytest.approx(2.0, rel=1e-6)
+    assert np.median(found["b"]) / level == pytest.approx(3.0, rel=1e-6)
+    assert len(found["base"]) == 4 and np.median(found["base"]) == pytest.approx(level, rel=0.02)
+    # A chunk where the anchor was not timed is kept as it is.
+    assert onto_anchor([{"x": [1.0, 2.0]}], "base") == {"x": [1.0, 2.0]}
+
+
+def test_an_anchor_is_timed_in_every_chunk_of_real_probes(tiny_context):
+    """Probes over several chunks: the anchor is built and timed in each, the others once; every plan gets its rounds."""
+    from autotune.latency_table import time_in_rounds, timing_context
+
+    space = tiny_context.space
+    plans = {plan.to_json(): plan for plan in space.random_plans(5, seed=3)}
+    base = next(iter(plans))
+    build = timing_context(tiny_context.build_context())
+    hardware = load_hardware("cpu-onnxruntime")
+    fast = MeasureSettings(warmup=1, min_repeats=3, min_seconds=0.01, max_repeats=50)
+    found = time_in_rounds(hardware, plans, tiny_context.recovery.pruner, build, 8, 2, fast, chunk=3, anchor=base)
+    assert set(found) == set(plans) and all(isinstance(v, list) and min(v) > 0 for v in found.values())
+    # 4 other plans in chunks of 2 beside the anchor: the anchor timed twice per chunk, the others twice in all.
+    assert len(found[base]) == 4 and all(len(v) == 2 for k, v in found.items() if k != base)
 
 
 def test_probe_rounds_out_of_range_is_refused_naming_the_field(tmp_path):
