@@ -8,6 +8,7 @@ import json
 import logging
 import os
 import shutil
+import sys
 import tempfile
 import time
 from collections.abc import Callable, Iterator
@@ -50,6 +51,33 @@ def write_results(out: str | Path, results: dict, render: Callable[[dict], str],
     out.with_suffix(".json").write_text(json.dumps(results, indent=1))
     write_page(out, render(results))
     print(f"wrote {out}")
+
+
+def add_plan_arguments(parser, page: str, repeats_help: str) -> None:
+    """The arguments of a benchmark that times sampled plans of a study on CPU targets, `--repeats` times."""
+    parser.add_argument("--study", default="fashion-cnn")
+    parser.add_argument("--targets", default="cpu-openvino,cpu-onnxruntime", help="comma-separated hardware files")
+    parser.add_argument("--plans", type=int, default=40)
+    parser.add_argument("--repeats", type=int, default=3, help=repeats_help)
+    parser.add_argument("--seed", type=int, default=777)
+    parser.add_argument("--out", default=str(Path(__file__).resolve().parent.parent / "docs" / page))
+
+
+def median_and_each(values: list[float]) -> str:
+    """A table cell: the median Spearman, then each value."""
+    return f"{np.median(values):+.3f} ({', '.join(f'{v:+.2f}' for v in values)})" if values else "-"
+
+
+def run_record(module: str, argv: list[str] | None, args, fields: tuple[str, ...]) -> dict:
+    """What a benchmark page states about its run: the command as typed, the named arguments, and the machine."""
+    from benchmarks.run import machine  # run imports this module
+
+    about = machine()
+    return {
+        "command": " ".join([f"python -m {module}", *(argv if argv is not None else sys.argv[1:])]),
+        **{name: getattr(args, name) for name in fields},
+        "machine": f"{about['cpu']}, {about['cores']} cores, {about['platform']}",
+    }
 
 
 def write_study_section(out: Path, header: list[str], study: str, lines: list[str]) -> None:

@@ -14,9 +14,7 @@ from __future__ import annotations
 import argparse
 import dataclasses
 import itertools
-import sys
 import time
-from pathlib import Path
 
 import numpy as np
 
@@ -26,9 +24,15 @@ from autotune.spec import load_hardware, load_study_spec
 from benchmarks.fidelity import scorer_for
 from benchmarks.latency_fidelity import VARIANTS, measure_plans, sample_plans, table_context
 from benchmarks.metrics import spearman
-from benchmarks.pages import fresh_workspace, quiet_libraries, write_results
+from benchmarks.pages import (
+    add_plan_arguments,
+    fresh_workspace,
+    median_and_each,
+    quiet_libraries,
+    run_record,
+    write_results,
+)
 
-ROOT = Path(__file__).resolve().parent.parent
 TABLES = ("default-rounds", "fallback-rounds")  # keys of benchmarks.latency_fidelity.VARIANTS
 ARMS = {"anchor in every chunk": True, "no anchor": False}
 TRUTH_ROUNDS = 6
@@ -97,10 +101,6 @@ def measure_target(study: str, target: str, count: int, repeats: int, seed: int,
     return {"plans": len(keys), "truth_ms": dict(zip(keys, truth.tolist(), strict=True)), "builds": builds, "summary": summary}
 
 
-def cell(values: list[float]) -> str:
-    return f"{np.median(values):+.3f} ({', '.join(f'{v:+.2f}' for v in values)})" if values else "-"
-
-
 def render(results: dict) -> str:
     lines = [
         "# Latency tables measured again: the INT8 base in every chunk of probes, or not",
@@ -124,20 +124,15 @@ def render(results: dict) -> str:
         for row in found["summary"].values():
             label = VARIANTS[row["table"]][0].replace("**", "")
             bases = ", ".join(f"{v:.2f}" for v in row["base_ms"])
-            lines.append(f"| {label} | {row['arm']} | {cell(row['agreement'])} | {cell(row['fidelity'])} | {bases} | {row['seconds']:.0f} |")
+            lines.append(f"| {label} | {row['arm']} | {median_and_each(row['agreement'])} | {median_and_each(row['fidelity'])} | {bases} | {row['seconds']:.0f} |")
         lines.append("")
     return "\n".join(lines)
 
 
 def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--study", default="fashion-cnn")
-    parser.add_argument("--targets", default="cpu-openvino,cpu-onnxruntime", help="comma-separated hardware files")
-    parser.add_argument("--plans", type=int, default=40)
-    parser.add_argument("--repeats", type=int, default=3, help="cold builds of each table per arm")
+    add_plan_arguments(parser, "table-stability.md", "cold builds of each table per arm")
     parser.add_argument("--tables", default=",".join(TABLES), help=f"comma-separated, of {', '.join(TABLES)}")
-    parser.add_argument("--seed", type=int, default=777)
-    parser.add_argument("--out", default=str(ROOT / "docs" / "table-stability.md"))
     args = parser.parse_args(argv)
     tables = tuple(args.tables.split(","))
     if not set(tables) <= set(TABLES):
@@ -146,20 +141,8 @@ def main(argv: list[str] | None = None) -> None:
         parser.error("--repeats: at least 2 builds per arm to compare")
     quiet_libraries()
     started = time.time()
-    from benchmarks.run import machine
-
-    about = machine()
-    results = {
-        "command": " ".join(["python -m benchmarks.table_stability", *(argv if argv is not None else sys.argv[1:])]),
-        "study": args.study,
-        "plans": args.plans,
-        "seed": args.seed,
-        "repeats": args.repeats,
-        "machine": f"{about['cpu']}, {about['cores']} cores, {about['platform']}",
-        "targets": {
-            name: measure_target(args.study, name, args.plans, args.repeats, args.seed, tables) for name in args.targets.split(",")
-        },
-    }
+    results = run_record("benchmarks.table_stability", argv, args, ("study", "plans", "seed", "repeats"))
+    results["targets"] = {name: measure_target(args.study, name, args.plans, args.repeats, args.seed, tables) for name in args.targets.split(",")}
     write_results(args.out, results, render, started)
 
 

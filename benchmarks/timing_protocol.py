@@ -12,7 +12,6 @@ from __future__ import annotations
 
 import argparse
 import itertools
-import sys
 import tempfile
 import time
 from pathlib import Path
@@ -25,9 +24,8 @@ from autotune.spec import MeasureSettings, load_hardware, load_study_spec
 from autotune.targets import make_target
 from autotune.workloads.io import repeat_first
 from benchmarks.metrics import spearman
-from benchmarks.pages import quiet_libraries, write_results
+from benchmarks.pages import add_plan_arguments, median_and_each, quiet_libraries, run_record, write_results
 
-ROOT = Path(__file__).resolve().parent.parent
 # Rounds x seconds per round, the same time per plan: tables were timed in 3 x 0.3 s until 2026-12-04, then 6 x 0.15 s.
 PROTOCOLS = "3x0.3,6x0.15,9x0.1"
 
@@ -103,21 +101,15 @@ def render(results: dict) -> str:
     for target, found in results["targets"].items():
         lines += [f"## {target}", "", "| protocol | agreement as measured | agreement, drift removed | s per run |", "|---|---|---|---:|"]
         for name, row in found["protocols"].items():
-            cells = [f"{np.median(row[k]):+.3f} ({', '.join(f'{v:+.2f}' for v in row[k])})" if row[k] else "-" for k in ("raw", "drift_removed")]
-            lines.append(f"| {name} | {cells[0]} | {cells[1]} | {row['seconds']:.0f} |")
+            lines.append(f"| {name} | {median_and_each(row['raw'])} | {median_and_each(row['drift_removed'])} | {row['seconds']:.0f} |")
         lines.append("")
     return "\n".join(lines)
 
 
 def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--study", default="fashion-cnn")
-    parser.add_argument("--targets", default="cpu-openvino,cpu-onnxruntime", help="comma-separated hardware files")
-    parser.add_argument("--plans", type=int, default=40)
-    parser.add_argument("--repeats", type=int, default=3, help="runs of each protocol")
+    add_plan_arguments(parser, "timing-protocol.md", "runs of each protocol")
     parser.add_argument("--protocols", default=PROTOCOLS, help="comma-separated ROUNDSxSECONDS, e.g. 3x0.3,6x0.15")
-    parser.add_argument("--seed", type=int, default=777)
-    parser.add_argument("--out", default=str(ROOT / "docs" / "timing-protocol.md"))
     args = parser.parse_args(argv)
     try:
         protocols = parse_protocols(args.protocols)
@@ -127,18 +119,8 @@ def main(argv: list[str] | None = None) -> None:
         parser.error("--repeats: at least 2 runs of each protocol to compare")
     quiet_libraries()
     started = time.time()
-    from benchmarks.run import machine
-
-    about = machine()
-    results = {
-        "command": " ".join(["python -m benchmarks.timing_protocol", *(argv if argv is not None else sys.argv[1:])]),
-        "study": args.study,
-        "plans": args.plans,
-        "seed": args.seed,
-        "repeats": args.repeats,
-        "machine": f"{about['cpu']}, {about['cores']} cores, {about['platform']}",
-        "targets": {name: measure_target(args.study, name, args.plans, protocols, args.repeats, args.seed) for name in args.targets.split(",")},
-    }
+    results = run_record("benchmarks.timing_protocol", argv, args, ("study", "plans", "seed", "repeats"))
+    results["targets"] = {name: measure_target(args.study, name, args.plans, protocols, args.repeats, args.seed) for name in args.targets.split(",")}
     write_results(args.out, results, render, started)
 
 
