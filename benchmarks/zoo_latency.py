@@ -85,7 +85,9 @@ def measure(name: str, count: int, folder: Path) -> dict:
         default = MeasuredLatency(recipe | {"target": hardware})  # each variant departs from the default recipe's table
         defaults = {key: default.setting(key) for key in SETTINGS}
         started = time.perf_counter()
-        timed = time_in_rounds(hardware, plans, pruner, timing_context(build), multiple, default.setting("probe_rounds"))
+        # The unpruned INT8 anchor is timed in every chunk of the plans, each chunk brought to its level, as tables do.
+        unpruned = next(iter(plans))
+        timed = time_in_rounds(hardware, plans, pruner, timing_context(build), multiple, default.setting("probe_rounds"), anchor=unpruned)
         truth = {k: float(np.median(v)) for k, v in timed.items() if not isinstance(v, str)}
         keys = list(truth)
         found = {"truth_seconds": time.perf_counter() - started, "timed": len(keys), "variants": {}}
