@@ -215,34 +215,30 @@ def time_in_rounds(
                     progress.update(task, advance=1)
                 timed = timed_rounds(target, runners, rounds, measure, lambda: progress.update(task, advance=1))
                 in_chunks.append(without_round_drift(timed))
-    if anchor is not None and not isinstance(found.get(anchor), str):
-        return found | onto_anchor(in_chunks, anchor)
-    for timed in in_chunks:
-        found |= timed
-    return found
+    return found | onto_anchor(in_chunks, anchor)
 
 
-def onto_anchor(chunks: list[dict[str, list[float]]], anchor: str) -> dict[str, list[float]]:
-    """Chunks of timings that each hold `anchor`, every chunk scaled so the anchor's median in it is the geometric mean
-    of those medians; the anchor keeps all its scaled timings. A chunk without the anchor is kept as it is."""
-    levels = [float(np.median(chunk[anchor])) for chunk in chunks if chunk.get(anchor) and min(chunk[anchor]) > 0]
+def onto_anchor(chunks: list[dict[str, list[float]]], anchor: str | None) -> dict[str, list[float]]:
+    """Chunks of timings merged, each scaled so the anchor's median in it is the geometric mean of those medians; the
+    anchor keeps all its scaled timings. A chunk without the anchor (none given, or the target refused it) is kept as
+    it is."""
+    def own(chunk: dict[str, list[float]]) -> list[float]:
+        values = chunk.get(anchor, []) if anchor is not None else []
+        return values if values and min(values) > 0 else []
+
+    levels = [float(np.median(own(chunk))) for chunk in chunks if own(chunk)]
+    level = float(np.exp(np.mean(np.log(levels)))) if levels else 1.0
     found: dict[str, list[float]] = {}
-    if not levels:
-        for chunk in chunks:
-            found |= chunk
-        return found
-    level = float(np.exp(np.mean(np.log(levels))))
     anchored: list[float] = []
     for chunk in chunks:
-        own = chunk.get(anchor)
-        scale = level / float(np.median(own)) if own and min(own) > 0 else 1.0
+        scale = level / float(np.median(own(chunk))) if own(chunk) else 1.0
         for key, values in chunk.items():
             scaled = [value * scale for value in values]
             if key == anchor:
                 anchored += scaled
             else:
                 found[key] = scaled
-    return found | {anchor: anchored}
+    return found | ({anchor: anchored} if anchored else {})
 
 
 def even_chunks(keys: list[str], most: int) -> list[list[str]]:
@@ -445,8 +441,7 @@ class LatencyTable:
         old = timed_before.get(anchor)
         reused = {p: timed_before[p] for p in plans if p != anchor and p in timed_before} if isinstance(old, float) else {}
         asked = tuple(p for p in plans if p not in reused)
-        chunk_anchor = anchor if ANCHOR_IN_EVERY_CHUNK and anchor in asked else None
-        fresh = timed_plans_ms(self.spec, asked, pruner, build, self.channel_multiple, self.probe_rounds, chunk_anchor)
+        fresh = timed_plans_ms(self.spec, asked, pruner, build, self.channel_multiple, self.probe_rounds, anchor if ANCHOR_IN_EVERY_CHUNK else None)
         new = fresh.get(anchor)
         scale = new / old if reused and isinstance(new, float) else 1.0
         return fresh | {p: value if isinstance(value, str) else value * scale for p, value in reused.items()}

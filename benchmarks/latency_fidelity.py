@@ -16,7 +16,6 @@ from __future__ import annotations
 import argparse
 import dataclasses
 import json
-import sys
 import time
 import types
 from pathlib import Path
@@ -32,7 +31,7 @@ from autotune.plan import LayerChoice, Plan
 from autotune.spec import MeasureSettings, load_hardware, load_study_spec
 from benchmarks.fidelity import DEFAULT, FORMER, corrected_table, fitted_latency, plan_interval, scorer_for
 from benchmarks.metrics import spearman
-from benchmarks.pages import quiet_libraries, write_page, write_results
+from benchmarks.pages import quiet_libraries, run_record, write_page, write_results
 
 ROOT = Path(__file__).resolve().parents[1]
 PER_PRECISION = {"bases": "per_precision"}
@@ -340,19 +339,10 @@ def main(argv: list[str] | None = None) -> None:
     spec = load_study_spec(args.study)
     context = prepare(spec)
     plans, uniform = sample_plans(context, args.plans, args.seed)
-    from benchmarks.run import machine
-
-    about = machine()
-    results = {
-        "command": " ".join(["python -m benchmarks.latency_fidelity", *(argv if argv is not None else sys.argv[1:])]),
-        "study": args.study,
+    results = run_record("benchmarks.latency_fidelity", argv, args, ("study", "seed", "rounds", "round_seconds")) | {
         "plans": len(plans),
         "uniform_plans": uniform,
         "drift_removed": True,  # by time_in_rounds, since 2026-12-04
-        "seed": args.seed,
-        "rounds": args.rounds,
-        "round_seconds": args.round_seconds,
-        "machine": f"{about['cpu']}, {about['cores']} cores, {about['platform']}",
         "targets": {},
         "plan_recipes": {k: p.to_dict() for k, p in plans.items()},
     }

@@ -71,7 +71,9 @@ def measure(name: str, count: int, folder: Path) -> dict:
     spec = load_study_spec(str(spec_path))
     context = prepare(spec)
     space = context.space
-    plans = {p.describe(): p for p in uniform_anchors(space, (0.0, 0.25, 0.5))}
+    anchors = uniform_anchors(space, (0.0, 0.25, 0.5))
+    plans = {p.describe(): p for p in anchors}
+    unpruned = anchors[0].describe()  # timed in every chunk of the plans, each chunk brought to its level, as tables do
     plans["fp32"] = Plan({n: LayerChoice(32) for n in context.build_context().layers.kinds})
     choices, rng = space.choices(), random.Random(1)
     while len(plans) < count:
@@ -85,8 +87,6 @@ def measure(name: str, count: int, folder: Path) -> dict:
         default = MeasuredLatency(recipe | {"target": hardware})  # each variant departs from the default recipe's table
         defaults = {key: default.setting(key) for key in SETTINGS}
         started = time.perf_counter()
-        # The unpruned INT8 anchor is timed in every chunk of the plans, each chunk brought to its level, as tables do.
-        unpruned = next(iter(plans))
         timed = time_in_rounds(hardware, plans, pruner, timing_context(build), multiple, default.setting("probe_rounds"), anchor=unpruned)
         truth = {k: float(np.median(v)) for k, v in timed.items() if not isinstance(v, str)}
         keys = list(truth)

@@ -355,3 +355,27 @@ def test_the_latency_proxy_learns_its_correction_on_other_architectures(name, tm
     alone = np.abs(np.log([table.estimate_ms(p) for p in unseen]) - measured).mean()
     corrected = np.abs(np.log([proxy.compute(types.SimpleNamespace(plan=p, **vars(proxy_context))) for p in unseen]) - measured).mean()
     assert corrected < 0.5 * alone, (corrected, alone)
+
+
+@pytest.mark.parametrize("name", ["depthwise_cnn"])  # tiny BERT passed too (25 s); the suite is near its budget
+def test_a_table_timed_in_rounds_anchors_every_chunk_on_other_architectures(name, tmp_path, monkeypatch):
+    """A table's probes timed in several chunks on a model not shaped like ours: its INT8 base is timed in each chunk
+    and every chunk is scaled to it; the table stays exact at its base and positive elsewhere. Probes timed briefly."""
+    from autotune import latency_table
+    from autotune.proxies.latency_measured import MeasuredLatency
+    from autotune.spec import MeasureSettings, load_hardware
+    from benchmarks.latency_fidelity import table_context
+
+    context = _context(name, tmp_path, monkeypatch)
+    monkeypatch.setattr(latency_table, "PROBE_MEASURE", MeasureSettings(warmup=1, min_repeats=2, min_seconds=0.002, max_repeats=20))
+    monkeypatch.setattr(latency_table, "ROUND_CHUNK", 6)
+    seen: list[tuple[list[dict], str | None]] = []
+    real = latency_table.onto_anchor
+    monkeypatch.setattr(latency_table, "onto_anchor", lambda chunks, anchor: seen.append((chunks, anchor)) or real(chunks, anchor))
+    table = MeasuredLatency({"target": load_hardware("cpu-onnxruntime"), "probe_rounds": 3}).table(table_context(context))
+    (chunks, anchor), = seen
+    assert anchor == table.base.to_json() and len(chunks) > 1
+    assert all(len(chunk[anchor]) == 3 for chunk in chunks)  # the base built and timed in every chunk, 3 rounds each
+    assert table.estimate_ms(table.base) == pytest.approx(table.base_ms)
+    estimates = [table.estimate_ms(plan) for plan in context.space.random_plans(10, seed=2)]
+    assert all(np.isfinite(e) and e > 0 for e in estimates)
