@@ -71,7 +71,9 @@ def native_bf16(device: str) -> tuple[bool, str]:
     """Whether `device` trains in bf16 natively (CUDA with bf16; a CPU with AMX tiles), and if not, why."""
     if device == "cuda":
         return (True, "") if torch.cuda.is_bf16_supported() else (False, "this GPU has no native bf16")
-    # AVX512-BF16 alone converts more than it computes; AMX multiplies bf16 tiles (distillation ran 1.45-1.66x faster).
+    # AMX multiplies bf16 tiles (distillation ran 1.45-1.66x faster on a Xeon). AVX512-BF16 alone (Zen 4) ran 16
+    # fashion-cnn recoveries only 1.12x faster, 0.06 points less accurate on ONNX Runtime: f32 there
+    # (docs/recovery-precision.md).
     if torch.cpu._is_amx_tile_supported() and torch.ops.mkldnn._is_mkldnn_bf16_supported():
         return True, ""
     return False, "this CPU has no AMX tiles (torch.cpu._is_amx_tile_supported() is False)"

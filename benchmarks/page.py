@@ -251,8 +251,9 @@ def study_header(results: dict) -> list[str]:
         f"{config.get('recovery_precision', 'f32')}. Hypervolume on (quality drop in points, ms "
         f"per call at the throughput batch) with one reference point per target (5 points of drop, FP32's latency), as "
         f"a fraction of the reference front's. Speeds: median of {config['rounds']} interleaved rounds (every artifact "
-        f"once per round, each measurement {protocol}, random order), ratios taken within a round, [5th-95th "
-        "percentile] over rounds. Several seeds: median [min-max] over seeds; a speed ratio is the median seed's, with "
+        f"once per round, each measurement {protocol}, random order), each round's shift over all artifacts taken out "
+        "first (a spell of load slows a whole round; the latency tables do the same), ratios taken within a round, "
+        "[5th-95th percentile] over rounds. Several seeds: median [min-max] over seeds; a speed ratio is the median seed's, with "
         "its interval over rounds and the seeds' range.",
         "",
     ]

@@ -12,6 +12,8 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
+import torch
+
 from autotune.context import native_bf16
 from autotune.evaluate import tool_versions
 from benchmarks import recovery_recipe
@@ -28,7 +30,13 @@ def measure(study: str, count: int) -> dict:
 
 
 def section(study: str, found: dict) -> list[str]:
-    note = "" if found["native"] else f" This machine has no native bf16 ({found['why']}): bf16 is emulated here."
+    if found["native"]:
+        note = ""
+    elif found["base"]["device"] == "cpu" and torch.cpu._is_avx512_bf16_supported():
+        note = (f" This CPU computes bf16 dot products (AVX512-BF16) but {found['why'].removeprefix('this CPU ')}: "
+                "`auto` takes f32 here.")
+    else:
+        note = f" This machine has no native bf16 ({found['why']}): bf16 is emulated here."
     return recovery_recipe.section(study, found, note)
 
 

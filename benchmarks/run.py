@@ -30,6 +30,7 @@ from optuna.trial import TrialState
 
 from autotune.context import prepare, resolve_device, resolve_recovery_precision
 from autotune.evaluate import Evaluator, tool_versions, trial_key
+from autotune.latency_table import without_round_drift
 from autotune.machine import cpu_model
 from autotune.pareto import hypervolume, nondominated_ranks
 from autotune.plan import HALF_PRECISION_BITS, LayerChoice, Plan
@@ -312,11 +313,23 @@ def provenance(store: FileSystemArtifactStore, trials: dict, keys: set[str]) -> 
     }
 
 
+def steady_rounds(rounds: dict[str, dict[str, list[float]]]) -> dict[str, dict[str, list[float]]]:
+    """Every timed metric with each round's shift taken out, as the latency tables do (`without_round_drift`): a spell
+    of load slows a whole round (ONNX Runtime's rounds of the 2026-12-04 EPYC run differed by up to 1.5x), and a plan's
+    median over four rounds carried it, so the fastest plans changed places by when they were timed. Ratios taken
+    within a round are unchanged."""
+    keys = list(rounds)
+    metrics = {metric for key in keys for metric in rounds[key]}
+    steady = {metric: without_round_drift({key: rounds[key][metric] for key in keys}) for metric in metrics}
+    return {key: {metric: steady[metric][key] for metric in rounds[key]} for key in keys}
+
+
 def summarise(bench: Benchmark, hardware, measured: dict) -> dict:
     """Every figure of one target, from the measured outputs and the interleaved rounds."""
     config, workload = bench.config, bench.context.workload
     labels = workload.validation.labels_numpy()
-    outputs, rounds, roles = measured["outputs"], measured["rounds"], measured["roles"]
+    outputs, roles = measured["outputs"], measured["roles"]
+    rounds = steady_rounds(measured["rounds"])
     keys = list(outputs)
     reference_outputs = outputs[roles["fp32"]]
     images = len(labels)
@@ -443,7 +456,7 @@ def summarise(bench: Benchmark, hardware, measured: dict) -> dict:
         "reference_timed": sum(k in rows for k in reference_keys),
         "reference_provenance": provenance(bench.evaluator.artifact_store, measured["trials"], evaluated_keys(bench) | set(roles.values())),
         "rows": rows,
-        "rounds": rounds,
+        "rounds": measured["rounds"],  # as timed; the figures use them with each round's shift taken out
         "roles": roles,
         "methods": per_method,
         "fidelity": fidelity,

@@ -73,6 +73,28 @@ def test_hypervolume_curve_grows_with_evaluations_and_counts_the_budget_to_a_lev
     assert evaluations_to_reach(curve, curve[-1]) == 4 and evaluations_to_reach(curve, 1e9) is None
 
 
+def test_steady_rounds_take_out_a_slow_round_and_keep_ratios_within_a_round():
+    """A spell that slows a whole round no longer decides which plan is fastest: a plan timed fast in the slow round
+    only because the spell had passed (the ONNX Runtime rounds of 2026-12-04) stops outranking one that was faster
+    in every steady round; every ratio within a round stays as timed."""
+    from benchmarks.run import steady_rounds
+
+    timed = {  # rounds 3 and 4 slow everything 1.5x, except `lucky` in round 3
+        "lucky": {"batch_latency_ms": [1.55, 1.55, 1.58, 2.32]},
+        "fast": {"batch_latency_ms": [1.45, 1.45, 2.18, 2.18]},
+        "int8": {"batch_latency_ms": [2.60, 2.60, 3.90, 3.90]},
+    }
+    raw = {k: float(np.median(v["batch_latency_ms"])) for k, v in timed.items()}
+    assert raw["lucky"] < raw["fast"]
+    steady = steady_rounds(timed)
+    median = {k: float(np.median(v["batch_latency_ms"])) for k, v in steady.items()}
+    assert median["fast"] < median["lucky"] < median["int8"]
+    for r in range(4):
+        assert steady["int8"]["batch_latency_ms"][r] / steady["fast"]["batch_latency_ms"][r] == pytest.approx(
+            timed["int8"]["batch_latency_ms"][r] / timed["fast"]["batch_latency_ms"][r]
+        )
+
+
 def test_spearman_interval_includes_the_measurement_noise():
     """A proxy ranking plans perfectly gets +1, but plans whose true drops lie within the noise get a wide interval."""
     from benchmarks.metrics import spearman_interval
