@@ -28,6 +28,7 @@ from autotune.workloads.io import iter_batches, take
 from benchmarks.variants import SEARCH_VARIANTS
 
 SWEEP_RATIOS = (0.1, 0.2, 0.3, 0.4, 0.5, 0.6, 0.7)
+NAMED_ANCHORS = (0.0, 0.3, 0.5)  # the uniform anchors of every proxy study named without its ratios
 PHASES_ATTR = "benchmark_phases_s"  # on the proxy study: search and re-score seconds of its first complete pass
 
 
@@ -54,6 +55,8 @@ def autotune_plans(
     variant = method.split(":", 1)[1] if ":" in method else ""
     study_method = "autotune" if variant in SEARCH_VARIANTS else method
     anchors = f"-target-anchors-{MIN_ANCHOR_GAIN:g}" if context.spec.target_anchors else ""
+    if tuple(context.spec.anchors) != NAMED_ANCHORS:  # studies named before the ratios were part of the name had these
+        anchors = "-anchors-" + "-".join(f"{ratio:g}" for ratio in context.spec.anchors) + anchors
     checked = f"-latency-checked-{CHECK_MIN_SPEARMAN:g}" if latency_checked(context.spec) else ""
     spec = dataclasses.replace(
         context.spec,
