@@ -363,6 +363,16 @@ def summarise(bench: Benchmark, hardware, measured: dict) -> dict:
     def in_round(key: str, metric: str) -> np.ndarray:
         return np.asarray(rounds[key][metric], dtype=float)
 
+    # The hypervolume from each timing round alone (the same drops, that round's latencies, reference point and
+    # reference front): how far a method's lead over another is the timing's rather than the plans'.
+    round_count = min(len(rounds[k]["batch_latency_ms"]) for k in keys)
+
+    def round_points(in_keys: list[str], r: int) -> np.ndarray:
+        return np.array([[rows[k]["drop_pts"], rounds[k]["batch_latency_ms"][r]] for k in in_keys])
+
+    round_reference = [np.array([5.0, rounds[roles["fp32"]]["batch_latency_ms"][r]]) for r in range(round_count)]
+    round_reference_hv = [hypervolume(round_points(plan_keys, r), round_reference[r]) for r in range(round_count)]
+
     def method_figures(keys_in_order: list[str]) -> dict:
         present = [k for k in keys_in_order if k in rows]
         points = np.array([[rows[k][a] for a in axes] for k in present])
@@ -375,6 +385,11 @@ def summarise(bench: Benchmark, hardware, measured: dict) -> dict:
             "evaluations": len(present),
             "hv_curve": [c / reference_hv if reference_hv else 0.0 for c in curve],
             "hv_final": float(curve[-1] / reference_hv) if reference_hv else 0.0,
+            "hv_by_round": [
+                float(hypervolume(round_points(present, r), round_reference[r]) / round_reference_hv[r])
+                if len(present) and round_reference_hv[r] else 0.0
+                for r in range(round_count)
+            ],
             "evaluations_to_95": evaluations_to_reach(curve, 0.95 * reference_hv),
             "best_throughput_vs_int8": ratio_interval(in_round(fast["key"], "throughput_per_s"), in_round(int8["key"], "throughput_per_s")) if fast else None,
             "best_throughput_vs_runtime_default": ratio_interval(in_round(fast["key"], "throughput_per_s"), in_round(runtime_default["key"], "throughput_per_s")) if fast else None,

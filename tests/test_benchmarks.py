@@ -48,6 +48,10 @@ def test_quick_benchmark_runs_and_writes_its_files(tiny_workload, tmp_path):
     assert f"Those {provenance['plans']} plans were evaluated" in page and "all with the versions above" in page
     # Every method's front lies inside the reference front (all plans measured in the run).
     assert all(f["hv_final"] <= 1.0 + 1e-9 for runs in summary["methods"].values() for f in runs.values() if "hv_final" in f)
+    # Each timing round alone gives a hypervolume per method too, and the verdict against the sweep counts them.
+    autotune = next(iter(summary["methods"]["autotune"].values()))
+    assert len(autotune["hv_by_round"]) == results["config"]["rounds"] and all(0 <= v <= 1 + 1e-9 for v in autotune["hv_by_round"])
+    assert "each timing round alone: above it in" in page
     # Where OpenVINO runs FP32 at a 16-bit float by default (AMX), that build is a baseline beside f32 pinned.
     default = summary["runtime_float_default"]
     assert (default != "f32") == ("fp32-runtime-default" in summary["methods"])
