@@ -33,8 +33,7 @@ def section(study: str, found: dict) -> list[str]:
     if found["native"]:
         note = ""
     elif found["base"]["device"] == "cpu" and torch.cpu._is_avx512_bf16_supported():
-        note = (f" This CPU computes bf16 dot products (AVX512-BF16) but {found['why'].removeprefix('this CPU ')}: "
-                "`auto` takes f32 here.")
+        note = f" This CPU computes bf16 dot products (AVX512-BF16), but {found['why']}: `auto` takes f32 here."
     else:
         note = f" This machine has no native bf16 ({found['why']}): bf16 is emulated here."
     return recovery_recipe.section(study, found, note)
