@@ -11,11 +11,12 @@ from optuna.trial import TrialState
 from autotune.anchors import target_anchors, uniform_anchors
 from autotune.context import StudyContext
 from autotune.errors import AutotuneError, ProxyError, SpecError
+from autotune.fresh_plans import FreshPlanSampler
 from autotune.identity import layer_fingerprints
 from autotune.pareto import pareto_mask
 from autotune.progress import console, progress_bar
 from autotune.scoring import ProxyScorer
-from autotune.search_space import PARAMS_ENCODING
+from autotune.search_space import PARAMS_ENCODING, SearchSpace
 from autotune.studies import FINISHED, check_params_encoding, fail_interrupted_trials, find_study_names, open_study
 
 
@@ -26,13 +27,18 @@ def sampler_name(name: str, warm: bool) -> str:
     return "nsga2" if warm else "tpe"
 
 
-def make_sampler(name: str, seed: int, trials: int) -> optuna.samplers.BaseSampler:
-    """The study's sampler; model-based ones start after a quarter of the budget (at least 5) of random trials."""
+def make_sampler(name: str, seed: int, trials: int, space: SearchSpace | None = None) -> optuna.samplers.BaseSampler:
+    """The study's sampler; model-based ones start after a quarter of the budget (at least 5) of random trials. With
+    `space`, TPE and GP propose a plan the study has not tried where they would repeat one (autotune.fresh_plans)."""
     startup = max(5, trials // 4)
-    if name == "tpe":
-        return optuna.samplers.TPESampler(seed=seed, multivariate=True, n_startup_trials=startup)
-    if name == "gp":
-        return optuna.samplers.GPSampler(seed=seed, n_startup_trials=startup)
+    if name in ("tpe", "gp"):
+        if name == "tpe":
+            model = optuna.samplers.TPESampler(seed=seed, multivariate=True, n_startup_trials=startup)
+        else:
+            model = optuna.samplers.GPSampler(seed=seed, n_startup_trials=startup)
+        if space is None:
+            return model
+        return FreshPlanSampler(model, lambda params: space.plan_from_params(params).digest(), space.choices(), seed)
     if name == "random":
         return optuna.samplers.RandomSampler(seed=seed)
     # Several generations even on a small budget: the default population of 50 would be one random generation.
@@ -81,7 +87,7 @@ def run_search(
     metric_names = list(scorer.objectives)
     finished_before = finished_trials(context, storage)
     chosen = sampler_name(spec.sampler, warm=bool(seeds))
-    sampler = make_sampler(chosen, spec.seed + finished_before, budget)
+    sampler = make_sampler(chosen, spec.seed + finished_before, budget, context.space if spec.fresh_plans else None)
     study = open_study(storage, spec.proxy_study, metric_names, sampler)
     check_params_encoding(study, PARAMS_ENCODING)
     study.set_user_attr("search_digest", spec.search_digest(context.workload.fingerprint, context.recovery.config.precision))
@@ -146,6 +152,9 @@ def run_search(
             study.optimize(objective, n_trials=remaining, catch=(ProxyError,), callbacks=[report])
         elapsed = time.perf_counter() - started
         study.set_user_attr("last_search_trials_per_s", remaining / elapsed)
+        if isinstance(sampler, FreshPlanSampler) and sampler.replaced:  # proposals that would have repeated a plan
+            replaced = study.user_attrs.get("repeated_proposals_replaced", 0) + sampler.replaced
+            study.set_user_attr("repeated_proposals_replaced", replaced)
         learnt, before = scorer.latency_learnt_from(), study.user_attrs.get("latency_learnt_from")
         if before is not None and before != learnt:
             console.print(

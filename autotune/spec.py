@@ -444,6 +444,8 @@ class StudySpec:
     target_anchors: bool = True
     # K split across the targets, each share from the front of its own latency (autotune.promotion).
     promote_per_target: bool = True
+    # TPE and GP propose an untried plan where they would repeat one (autotune.fresh_plans).
+    fresh_plans: bool = True
     warm_start: WarmStart = WarmStart()
     policy: Policy = Policy()
     watch: Watch = Watch()
@@ -512,6 +514,7 @@ def load_study_spec(reference: str) -> StudySpec:
         if isinstance(ratio, bool) or not isinstance(ratio, (int, float)) or not 0.0 <= ratio < 1.0:
             raise search.error("anchors", f"{ratio!r} is not a pruning ratio in [0, 1)")
     target_anchors = search.get("target_anchors", bool, True)
+    fresh_plans = search.get("fresh_plans", bool, True)
     search.reject_unknown()
     promotion = root.sub("promotion")
     promote = promotion.number("candidates", 4, 1, integer=True)
@@ -582,6 +585,7 @@ def load_study_spec(reference: str) -> StudySpec:
         seed=seed,
         anchors=tuple(float(r) for r in anchors),
         target_anchors=target_anchors,
+        fresh_plans=fresh_plans,
         promote=promote,
         rescore=rescore,
         promote_per_target=per_target,

@@ -22,7 +22,7 @@ from autotune.plan import Plan
 from autotune.promotion import promote
 from autotune.proxies.latency_measured import MeasuredLatency
 from autotune.scoring import ProxyScorer
-from autotune.search import run_search
+from autotune.search import run_search, sampler_name
 from autotune.targets.base import Artifact
 from autotune.workloads.io import iter_batches, take
 from benchmarks.variants import SEARCH_VARIANTS
@@ -58,9 +58,12 @@ def autotune_plans(
     if tuple(context.spec.anchors) != NAMED_ANCHORS:  # studies named before the ratios were part of the name had these
         anchors = "-anchors-" + "-".join(f"{ratio:g}" for ratio in context.spec.anchors) + anchors
     checked = f"-latency-checked-{CHECK_MIN_SPEARMAN:g}" if latency_checked(context.spec) else ""
+    # TPE and GP propose untried plans since 2026-12-05 (search.fresh_plans): a proxy study searched before then would
+    # otherwise be resumed as this one.
+    fresh = "-fresh-plans" if context.spec.fresh_plans and sampler_name(sampler, warm=False) in ("tpe", "gp") else ""
     spec = dataclasses.replace(
         context.spec,
-        name=f"{context.spec.name}/{study_method}/{sampler}-s{seed}-proxies-{recipe}{anchors}{checked}",
+        name=f"{context.spec.name}/{study_method}/{sampler}-s{seed}-proxies-{recipe}{anchors}{checked}{fresh}",
         seed=seed,
         sampler=sampler,
         trials=trials,

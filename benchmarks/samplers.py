@@ -35,7 +35,9 @@ SAMPLERS = ("nsga2", "tpe", "random")  # add gp with --samplers: seconds per tri
 
 
 def search(context, scorer, name: str, seed: int, trials: int) -> tuple[np.ndarray, float]:
-    study = optuna.create_study(directions=["minimize"] * len(scorer.objectives), sampler=make_sampler(name, seed, trials))
+    base, _, variant = name.partition(":")
+    sampler = make_sampler(base, seed, trials, None if variant == "repeats" else context.space)
+    study = optuna.create_study(directions=["minimize"] * len(scorer.objectives), sampler=sampler)
     for plan in uniform_anchors(context.space, context.spec.anchors):
         study.enqueue_trial(context.space.params_for(plan), skip_if_exists=True)
 
@@ -47,7 +49,8 @@ def search(context, scorer, name: str, seed: int, trials: int) -> tuple[np.ndarr
     study.optimize(objective, n_trials=trials)
     seconds = time.perf_counter() - started
     done = sorted(study.get_trials(deepcopy=False, states=(TrialState.COMPLETE,)), key=lambda t: t.number)
-    return np.array([t.values for t in done], dtype=float), seconds
+    distinct = len({context.space.plan_from_params(t.params).digest() for t in done})
+    return np.array([t.values for t in done], dtype=float), seconds, distinct
 
 
 def main() -> None:
@@ -64,11 +67,11 @@ def main() -> None:
     context = prepare(spec)
     scorer = ProxyScorer(context)
     names = args.samplers.split(",")
-    runs, seconds = {}, {}
+    runs, seconds, distinct = {}, {}, {}
     for seed in range(args.seeds):  # samplers interleaved seed by seed, so machine noise hits them alike
         for name in names:
             print(f"[{time.time() - started:.0f}s] {name} seed {seed}", flush=True)
-            runs[(name, seed)], seconds[(name, seed)] = search(context, scorer, name, seed, args.trials)
+            runs[(name, seed)], seconds[(name, seed)], distinct[(name, seed)] = search(context, scorer, name, seed, args.trials)
     reference = np.concatenate([log_divergence(v) for v in runs.values()]).max(axis=0) + 1e-9
     curves = {
         key: np.array([hypervolume(log_divergence(v)[: k + 1], reference) for k in range(len(v))]) for key, v in runs.items()
@@ -79,13 +82,14 @@ def main() -> None:
         finals = np.array([curves[(name, s)][-1] / best for s in range(args.seeds)])
         checkpoints = {
             k: np.array([curves[(name, s)][k - 1] / best for s in range(args.seeds)])
-            for k in (12, 24, args.trials)
+            for k in sorted({12, 24, 48, 100, args.trials})
             if k <= args.trials
         }
         summary[name] = {
             "at_trials": {k: [float(np.median(v)), float(np.percentile(v, 25)), float(np.percentile(v, 75))] for k, v in checkpoints.items()},
             "final_median": float(np.median(finals)),
             "seconds_median": float(np.median([seconds[(name, s)] for s in range(args.seeds)])),
+            "distinct_plans": [distinct[(name, s)] for s in range(args.seeds)],
         }
     results = {"config": vars(args), "summary": summary, "seconds": round(time.time() - started)}
     Path(args.out).with_suffix(".json").write_text(json.dumps(results, indent=2))
@@ -98,16 +102,20 @@ def main() -> None:
         "Hypervolume as a fraction of the best final hypervolume of any run (one reference point for all); "
         "median [IQR] over seeds.",
         "",
-        "| sampler | " + " | ".join(f"after {k} trials" for k in summary[names[0]]["at_trials"]) + " | seconds per search (median) |",
-        "|---|" + "---:|" * (len(summary[names[0]]["at_trials"]) + 1),
+        "| sampler | " + " | ".join(f"after {k} trials" for k in summary[names[0]]["at_trials"])
+        + " | distinct plans (median [min-max]) | seconds per search (median) |",
+        "|---|" + "---:|" * (len(summary[names[0]]["at_trials"]) + 2),
     ]
     for name in names:
         cells = [f"{m:.3f} [{q1:.3f}-{q3:.3f}]" for m, q1, q3 in summary[name]["at_trials"].values()]
+        plans = summary[name]["distinct_plans"]
+        cells.append(f"{np.median(plans):.0f} [{min(plans)}-{max(plans)}]")
         lines.append(f"| {name} | " + " | ".join(cells) + f" | {summary[name]['seconds_median']:.1f} |")
     lines += [
         "",
         "Every sampler is built exactly as a study builds it (`autotune.search.make_sampler`): gp is Optuna 5's "
-        "GPSampler (multi-objective), random is RandomSampler. The grids are ordered parameters, as in the studies: "
+        "GPSampler (multi-objective), random is RandomSampler; tpe proposes an untried plan where it would repeat one "
+        "(`autotune.fresh_plans`), tpe:repeats is TPE alone. The grids are ordered parameters, as in the studies: "
         "a bit-width level per layer (integer) and a stepped pruning ratio per coupled group.",
         "",
     ]

@@ -22,6 +22,10 @@ def _without_boundary_pairs(spec):
     return dataclasses.replace(spec, proxies=dataclasses.replace(spec.proxies, settings=settings))
 
 
+def _repeated_plans(spec):
+    return dataclasses.replace(spec, fresh_plans=False)
+
+
 def _shared_promotion(spec):
     return dataclasses.replace(spec, promote_per_target=False)
 
@@ -37,6 +41,7 @@ SEARCH_VARIANTS = {
         _without_boundary_pairs,
         "autotune without the latency tables' pair terms",
     ),
+    "repeated-plans": (_repeated_plans, "autotune with TPE alone (its proposals may repeat a plan already tried)"),
     "shared-promotion": (
         _shared_promotion,
         "autotune promoting from one front over every target's latency (no per-target shares)",
