@@ -3,7 +3,7 @@ VENV ?= .venv
 SUDO := $(shell [ "$$(id -u)" -eq 0 ] || echo sudo)
 FASHION_MNIST := /usr/share/datasets/fashion-mnist/t10k-images-idx3-ubyte.gz
 
-.PHONY: setup demo test lint benchmark benchmark-minilm benchmark-quick benchmark-targets benchmark-proxy benchmark-warm-start benchmark-calibration benchmark-samplers benchmark-fidelity benchmark-latency-fidelity benchmark-cycle benchmark-recovery-precision benchmark-recovery-learning-rate benchmark-recovery-steps benchmark-onnxruntime-reduce-range benchmark-latency-correction benchmark-latency-zoo benchmark-timing-protocol benchmark-table-stability dashboard
+.PHONY: setup demo test lint benchmark benchmark-minilm benchmark-quick benchmark-targets benchmark-proxy benchmark-warm-start benchmark-calibration benchmark-samplers benchmark-samplers-repeats benchmark-fidelity benchmark-latency-fidelity benchmark-cycle benchmark-recovery-precision benchmark-recovery-learning-rate benchmark-recovery-steps benchmark-onnxruntime-reduce-range benchmark-latency-correction benchmark-latency-zoo benchmark-timing-protocol benchmark-table-stability dashboard
 
 setup: $(VENV)/.installed $(FASHION_MNIST)
 
@@ -60,6 +60,10 @@ benchmark-calibration: setup
 # Writes docs/samplers.md: NSGA-II, TPE and random search by proxy hypervolume over trials (10 seeds; --samplers adds gp).
 benchmark-samplers: setup
 	$(VENV)/bin/python benchmarks/samplers.py --seeds 10 --trials 48
+
+# Writes docs/samplers-repeats.md: TPE proposing untried plans against TPE alone over the study's 200 trials (10 seeds).
+benchmark-samplers-repeats: setup
+	$(VENV)/bin/python benchmarks/samplers.py --seeds 10 --trials 200 --samplers tpe,tpe:repeats --out docs/samplers-repeats.md
 
 # Writes docs/proxy-fidelity.md: proxy variants (W8A8, latency bases, a fitted latency) on the plans `make benchmark` measured.
 benchmark-fidelity: setup

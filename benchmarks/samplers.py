@@ -4,7 +4,9 @@ trial budget, by proxy hypervolume over trials (docs/samplers.md).
 fashion-cnn, study spec `fashion-cnn` (objectives: output divergence, measured latency on each target); every search
 starts with the spec's uniform anchors, as in a study; N seeds per sampler. Hypervolume on (log10 divergence,
 latencies) with one reference point shared by every sampler and seed (the worst value of each objective over all
-their trials). Run: `.venv/bin/python benchmarks/samplers.py [--seeds 10] [--trials 48]`.
+their trials). Each sampler is built as a study builds it; `tpe:repeats` is TPE without `autotune.fresh_plans` (its
+proposals may repeat a plan already tried). Run: `.venv/bin/python benchmarks/samplers.py [--seeds 10] [--trials 48]
+[--samplers tpe,tpe:repeats]`.
 """
 
 from __future__ import annotations
