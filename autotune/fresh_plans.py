@@ -24,9 +24,9 @@ RANDOM_TRIES = 100  # random plans drawn where none that near is untried
 
 
 class FreshPlanSampler(BaseSampler):
-    """Delegates to `base`; a relative proposal (one covering every parameter) whose `key` is already in the study is
-    asked again up to ASKS times, then replaced by the nearest untried plan on the `choices` grid (per parameter, its
-    distinct values in order). Proposals that leave parameters to independent sampling (a random start-up, NSGA-II's
+    """Delegates to `base`; where a relative proposal (one covering every parameter) has a `key` already in the study,
+    `base` is asked again (ASKS proposals in all), then the nearest untried plan on the `choices` grid is taken (per
+    parameter, its distinct values in order). Proposals that leave parameters to independent sampling (a random start-up, NSGA-II's
     mutation) pass unchanged."""
 
     def __init__(
