@@ -81,10 +81,10 @@ def test_a_study_search_tries_each_plan_once(tmp_path, monkeypatch, tiny_workloa
     db = tmp_path / "fresh.db"
     (tmp_path / "studies" / "fresh.toml").write_text(
         f'name = "fresh"\nworkload = "fashion-cnn-tiny"\nsearch_space = "cnn-mixed"\nproxies = "cheap"\n'
-        f'targets = ["cpu-openvino"]\nstorage = "sqlite:///{db}"\n[search]\ntrials = 60\nsampler = "tpe"\n'
+        f'targets = ["cpu-openvino"]\nstorage = "sqlite:///{db}"\n[search]\ntrials = 30\nsampler = "tpe"\n'
     )
     context = prepare(load_study_spec("fresh"))
     study = run_search(context, ProxyScorer(context), storage_for(f"sqlite:///{db}"))
     digests = [t.user_attrs["plan_digest"] for t in study.trials]
-    assert len(digests) == 60 and len(set(digests)) == 60
+    assert len(digests) == 30 and len(set(digests)) == 30
     assert isinstance(study.sampler, FreshPlanSampler) and study.sampler.replaced > 0
