@@ -26,8 +26,8 @@ RANDOM_TRIES = 100  # random plans drawn where none that near is untried
 class FreshPlanSampler(BaseSampler):
     """Delegates to `base`; where a relative proposal (one covering every parameter) has a `key` already in the study,
     `base` is asked again (ASKS proposals in all), then the nearest untried plan on the `choices` grid is taken (per
-    parameter, its distinct values in order). Proposals that leave parameters to independent sampling (a random start-up, NSGA-II's
-    mutation) pass unchanged."""
+    parameter, its distinct values in order). Proposals that leave parameters to independent sampling (a random
+    start-up, NSGA-II's mutation) pass unchanged."""
 
     def __init__(
         self,
@@ -41,6 +41,9 @@ class FreshPlanSampler(BaseSampler):
         self._choices = {name: list(values) for name, values in choices.items()}
         self._rng = np.random.default_rng(seed)
         self.replaced = 0  # proposals that repeated a plan and were replaced (asked again or stepped away)
+        # A trial's key by (study, trial number), once it holds every parameter: a key costs about 0.4 ms on
+        # fashion-cnn, and every proposal compares against every earlier trial.
+        self._trial_keys: dict[tuple[str, int], Hashable] = {}
 
     def infer_relative_search_space(self, study: optuna.Study, trial: FrozenTrial) -> dict[str, BaseDistribution]:
         return self.base.infer_relative_search_space(study, trial)
@@ -80,11 +83,14 @@ class FreshPlanSampler(BaseSampler):
 
     def _tried(self, study: optuna.Study, current: FrozenTrial) -> set[Hashable]:
         """Keys of every other trial holding all the parameters (finished, failed or running): a failed plan fails again."""
-        return {
-            self._key(t.params)
-            for t in study.get_trials(deepcopy=False)
-            if t.number != current.number and set(self._choices) <= set(t.params)
-        }
+        tried = set()
+        for t in study.get_trials(deepcopy=False):
+            if t.number != current.number and set(self._choices) <= set(t.params):
+                cached = (study.study_name, t.number)
+                if cached not in self._trial_keys:
+                    self._trial_keys[cached] = self._key(t.params)
+                tried.add(self._trial_keys[cached])
+        return tried
 
     def _nearest_untried(self, params: dict[str, Any], tried: set[Hashable]) -> dict[str, Any]:
         """An untried plan among those nearest `params` on the grid (one step away, else two, else three), picked at

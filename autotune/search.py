@@ -31,18 +31,17 @@ def make_sampler(name: str, seed: int, trials: int, space: SearchSpace | None = 
     """The study's sampler; model-based ones start after a quarter of the budget (at least 5) of random trials. With
     `space`, TPE and GP propose a plan the study has not tried where they would repeat one (autotune.fresh_plans)."""
     startup = max(5, trials // 4)
-    if name in ("tpe", "gp"):
-        if name == "tpe":
-            model = optuna.samplers.TPESampler(seed=seed, multivariate=True, n_startup_trials=startup)
-        else:
-            model = optuna.samplers.GPSampler(seed=seed, n_startup_trials=startup)
-        if space is None:
-            return model
-        return FreshPlanSampler(model, lambda params: space.plan_from_params(params).digest(), space.choices(), seed)
-    if name == "random":
+    if name == "tpe":
+        model = optuna.samplers.TPESampler(seed=seed, multivariate=True, n_startup_trials=startup)
+    elif name == "gp":
+        model = optuna.samplers.GPSampler(seed=seed, n_startup_trials=startup)
+    elif name == "random":
         return optuna.samplers.RandomSampler(seed=seed)
-    # Several generations even on a small budget: the default population of 50 would be one random generation.
-    return optuna.samplers.NSGAIISampler(seed=seed, population_size=int(np.clip(trials // 4, 8, 50)))
+    else:  # Several generations even on a small budget: the default population of 50 would be one random generation.
+        return optuna.samplers.NSGAIISampler(seed=seed, population_size=int(np.clip(trials // 4, 8, 50)))
+    if space is None:
+        return model
+    return FreshPlanSampler(model, lambda params: space.plan_from_params(params).digest(), space.choices(), seed)
 
 
 def finished_trials(context: StudyContext, storage) -> int:

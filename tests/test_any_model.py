@@ -379,3 +379,25 @@ def test_a_table_timed_in_rounds_anchors_every_chunk_on_other_architectures(name
     assert table.estimate_ms(table.base) == pytest.approx(table.base_ms)
     estimates = [table.estimate_ms(plan) for plan in context.space.random_plans(10, seed=2)]
     assert all(np.isfinite(e) and e > 0 for e in estimates)
+
+
+@pytest.mark.parametrize("name", [*FAMILIES, "fashion-cnn-tiny"])
+def test_the_search_tries_each_plan_once_on_other_architectures(name, tmp_path, monkeypatch):
+    """TPE as a study builds it (autotune.fresh_plans) over another model's space (numbered containers, depthwise
+    blocks, shared modules, attention heads): every trial a distinct plan on the space's grid."""
+    from autotune.search import make_sampler
+
+    space = _context(name, tmp_path, monkeypatch).space
+    choices = space.choices()
+    trials = min(40, int(np.prod([len(values) for values in choices.values()])) // 2)
+    study = optuna.create_study(directions=["minimize", "minimize"], sampler=make_sampler("tpe", 0, trials, space))
+
+    def objective(trial: optuna.Trial) -> tuple[float, float]:
+        plan = space.suggest_plan(trial)
+        kept = sum(1 - plan.choice(n).prune for n in plan.layers)
+        return sum(plan.choice(n).bits for n in plan.layers) * kept, -kept
+
+    study.optimize(objective, n_trials=trials)
+    digests = [space.plan_from_params(t.params).digest() for t in study.trials]
+    assert trials >= 10 and len(set(digests)) == trials, name
+    assert all(t.params[n] in values for t in study.trials for n, values in choices.items()), name
