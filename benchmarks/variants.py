@@ -26,6 +26,10 @@ def _repeated_plans(spec):
     return dataclasses.replace(spec, fresh_plans=False)
 
 
+def _anchors(*ratios: float):
+    return lambda spec: dataclasses.replace(spec, anchors=ratios)
+
+
 def _shared_promotion(spec):
     return dataclasses.replace(spec, promote_per_target=False)
 
@@ -42,6 +46,12 @@ SEARCH_VARIANTS = {
         "autotune without the latency tables' pair terms",
     ),
     "repeated-plans": (_repeated_plans, "autotune with TPE alone (its proposals may repeat a plan already tried)"),
+    # fashion-cnn's anchors went from [0, 0.3, 0.5] to [0, 0.3, 0.5, 0.7] on 2026-12-05: each variant names its own
+    "anchors-to-0.5": (_anchors(0.0, 0.3, 0.5), "autotune with the uniform anchors 0, 0.3 and 0.5 (no 0.7)"),
+    "anchors-to-0.7": (
+        _anchors(0.0, 0.3, 0.5, 0.7),
+        "autotune with a uniform anchor at the sweep's most pruned ratio (0.7) too",
+    ),
     "shared-promotion": (
         _shared_promotion,
         "autotune promoting from one front over every target's latency (no per-target shares)",
