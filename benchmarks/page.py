@@ -63,7 +63,8 @@ def _seeds_interval(per_seed: list) -> str:
 def rounds_above(runs: list[dict], baseline: dict) -> str:
     """How often each seed's hypervolume was above the baseline's when every timing round is taken alone."""
     base = baseline.get("hv_by_round", [])
-    timed = [run["hv_by_round"] for run in runs if len(run.get("hv_by_round", [])) == len(base)]
+    # Results stored before the rounds were kept (MiniLM's, 2026-12-02) have none: nothing to count, not an error.
+    timed = [run["hv_by_round"] for run in runs if base and len(run.get("hv_by_round", [])) == len(base)]
     pairs = [(a, b) for values in timed for a, b in zip(values, base, strict=True)]
     if not pairs:
         return ""
