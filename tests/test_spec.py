@@ -37,7 +37,7 @@ def test_builtin_catalogues_load():
     assert [t.name for t in spec.targets] == ["cpu-openvino", "cpu-onnxruntime"]
     assert spec.targets[0].cost_per_million(1000.0) == pytest.approx(0.0893 / 3600 / 1000 * 1e6)
     assert spec.targets[0].supports("linear", 4) and not spec.targets[0].supports("conv", 4)
-    assert spec.promote == 5 and spec.rescore == 12 and spec.anchors == (0.0, 0.3, 0.5)
+    assert spec.promote == 5 and spec.rescore == 12 and spec.anchors == (0.0, 0.3, 0.5, 0.7)
     assert spec.promote_per_target
 
 
