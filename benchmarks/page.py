@@ -138,6 +138,34 @@ def ceiling_sentence(ceiling: dict | None) -> str:
     )
 
 
+def every_evaluated_clause(found: dict | None, kind: str) -> str:
+    """The same proxy over every evaluated plan, for a target's verdict line (the verdict stays the measured front's)."""
+    if not found or not found.get(kind) or found[kind]["spearman"] is None:
+        return ""
+    return f"; over all {found[kind]['plans']} evaluated plans {found[kind]['spearman']:+.2f}"
+
+
+def every_evaluated_sentence(found: dict | None) -> list[str]:
+    """The proxies over every plan the run evaluated (benchmarks/fidelity_spread.py), as a paragraph."""
+    if not found:
+        return []
+    accuracy, ceiling, latency = found["accuracy"], found["accuracy_ceiling"], found.get("latency")
+    text = (
+        f"Over every plan this run's storage evaluated ({found['plans']}: the methods' and the reference front's random "
+        f"plans; true drops from {found['drop_range_pts'][0]:+.2f} to {found['drop_range_pts'][1]:+.2f} points), the "
+        f"accuracy proxy ranks at {accuracy['spearman']:+.3f} [{accuracy['low']:+.2f}, {accuracy['high']:+.2f}] (plans "
+        "and validation images resampled)"
+    )
+    if ceiling.get("ceiling") is not None:
+        text += f", where the measurement allows up to {ceiling['ceiling']:.2f} [{ceiling['low']:.2f}-{ceiling['high']:.2f}]"
+    if latency:
+        text += (
+            f"; the latency proxy at {latency['spearman']:+.3f} [{latency['low']:+.2f}, {latency['high']:+.2f}] against each "
+            f"plan's own evaluation timing ({latency['plans']} plans, timed when evaluated, not in the rounds)"
+        )
+    return [text + ".", ""]
+
+
 def targets_verdict(summary: dict, max_drop: float) -> list[str]:
     """The issue's targets for this target, each met or missed, plainly."""
     methods = summary["methods"]
@@ -179,6 +207,7 @@ def targets_verdict(summary: dict, max_drop: float) -> list[str]:
                 f"{verdict(found['spearman'] is not None and found['spearman'] >= 0.9 and found['plans'] >= 20)} "
                 f"({found['spearman']:+.2f}, 90% interval [{found['low']:+.2f}, {found['high']:+.2f}], {found['plans']} plans"
                 + (f"; the measurement's own ceiling {ceiling['ceiling']:.2f}" if kind == "accuracy" and ceiling else "")
+                + (every_evaluated_clause(fidelity.get("every_evaluated"), kind))
                 + ")"
             )
     lines.append(
@@ -325,6 +354,7 @@ def study_sections(results: dict, image_stem: str, level: str = "##", default_st
                     label = "weights only" if activations == "none" else "weights + static INT8 activations"
                     lines.append(f"| {label} | {found['spearman']:+.3f} | [{found['low']:+.2f}, {found['high']:+.2f}] |")
                 lines.append("")
+            lines += every_evaluated_sentence(fidelity.get("every_evaluated"))
         lines += [f"![{name}]({image_stem}-{name}.png)", ""]
     if results["phases"]:
         title = "Whole-cycle times (autotune, per seed)" + ("" if default_study else f": {config['study']}")

@@ -41,6 +41,7 @@ from autotune.spec import ACTIVATIONS, load_proxy_recipe, load_study_spec
 from autotune.studies import measured_study_name, storage_for
 from autotune.targets import make_target
 from benchmarks import methods
+from benchmarks.fidelity_spread import every_plan_fidelity
 from benchmarks.metrics import (
     best_within,
     drop_interval,
@@ -114,23 +115,28 @@ def machine() -> dict:
     return {"cpu": cpu_model(), "cores": os.cpu_count(), "platform": platform.platform(), "python": platform.python_version()}
 
 
+def bench_spec(config: Config, folder: Path):
+    """The study spec every method of a run shares: the benchmark's own storage in `folder`, the chosen targets."""
+    spec = load_study_spec(config.study)
+    targets = tuple(t for t in spec.targets if not config.targets or t.name in config.targets)
+    if config.timing_seconds:  # --quick: every measurement on the short protocol, not only the final rounds
+        short = {"min_seconds": config.timing_seconds, "min_repeats": 10, "warmup": 5}
+        targets = tuple(dataclasses.replace(t, measure=dataclasses.replace(t.measure, **short)) for t in targets)
+    return dataclasses.replace(
+        spec,
+        name="bench",
+        storage=f"sqlite:///{folder / 'bench.db'}",
+        targets=targets,
+        sampler=config.sampler or spec.sampler,
+        recovery=dataclasses.replace(spec.recovery, precision=config.recovery_precision),
+    )
+
+
 class Benchmark:
     def __init__(self, config: Config, folder: Path) -> None:
         self.config = config
         self.folder = folder
-        spec = load_study_spec(config.study)
-        targets = tuple(t for t in spec.targets if not config.targets or t.name in config.targets)
-        if config.timing_seconds:  # --quick: every measurement on the short protocol, not only the final rounds
-            short = {"min_seconds": config.timing_seconds, "min_repeats": 10, "warmup": 5}
-            targets = tuple(dataclasses.replace(t, measure=dataclasses.replace(t.measure, **short)) for t in targets)
-        self.spec = dataclasses.replace(
-            spec,
-            name="bench",
-            storage=f"sqlite:///{folder / 'bench.db'}",
-            targets=targets,
-            sampler=config.sampler or spec.sampler,
-            recovery=dataclasses.replace(spec.recovery, precision=config.recovery_precision),
-        )
+        self.spec = bench_spec(config, folder)
         self.context = prepare(self.spec)
         self.storage = storage_for(self.spec.storage)
         self.scorer = ProxyScorer(self.context)
@@ -451,6 +457,14 @@ def summarise(bench: Benchmark, hardware, measured: dict) -> dict:
             lambda i, picked: drop_of(candidate_keys[i], picked), len(candidate_keys), images, max(config.bootstrap_draws // 5, 10)
         )
         fidelity["drop_range_pts"] = [float(min(rows[k]["drop_pts"] for k in candidate_keys)), float(max(rows[k]["drop_pts"] for k in candidate_keys))]
+        # The same proxies over every evaluated plan, the reference front's random plans included: drops spread wide
+        # enough that the measurement's noise no longer caps the ranking.
+        evaluated = [k for k in sorted(evaluated_keys(bench)) if k in measured["trials"] and k not in roles.values()]
+        if bench.evaluated.get("reference"):
+            fidelity["every_evaluated"] = every_plan_fidelity(
+                bench.context, bench.scorer, hardware, bench.evaluator.artifact_store, measured["trials"], evaluated,
+                roles["fp32"], bench.folder / "timing" / hardware.name, config.bootstrap_draws, outputs,
+            )
     def dominated_by_int8(key: str) -> bool:
         row = rows[key]
         return row["drop_pts"] >= int8["drop_pts"] and row["batch_latency_ms"] >= int8["batch_latency_ms"] and row["size_mb"] >= int8["size_mb"]

@@ -40,6 +40,15 @@ def test_quick_benchmark_runs_and_writes_its_files(tiny_workload, tmp_path):
     evaluated = {k for runs in results["evaluated"].values() for keys in runs.values() for k in keys}
     assert set(summary["plans"]) == evaluated and all(entry["plan"]["layers"] for entry in summary["plans"].values())
     assert set(summary["fidelity"]["accuracy_ceiling"]) == {"ceiling", "low", "high", "splits"}
+    # The proxies over every evaluated plan too (the reference front's random plans included), drops from each artifact
+    # predicted again; a stored run gets the same figures afterwards from its storage.
+    spread = summary["fidelity"]["every_evaluated"]
+    assert spread["plans"] == len(evaluated - set(summary["roles"].values())) and spread["accuracy"]["plans"] == spread["plans"]
+    assert "Over every plan this run's storage evaluated" in page
+    from benchmarks.fidelity_spread import add_to_results
+
+    again = add_to_results(out.with_suffix(".json"), tmp_path / "bench")["targets"]["cpu-openvino"]["fidelity"]["every_evaluated"]
+    assert again["drop_range_pts"] == spread["drop_range_pts"] and again["accuracy"] == spread["accuracy"]
     assert results["versions"]["openvino"] and results["machine"]["cores"] >= 1
     # The cached plans behind the reference front carry their evaluation dates and versions (from their recipes).
     provenance = summary["reference_provenance"]
