@@ -457,8 +457,8 @@ def summarise(bench: Benchmark, hardware, measured: dict) -> dict:
             lambda i, picked: drop_of(candidate_keys[i], picked), len(candidate_keys), images, max(config.bootstrap_draws // 5, 10)
         )
         fidelity["drop_range_pts"] = [float(min(rows[k]["drop_pts"] for k in candidate_keys)), float(max(rows[k]["drop_pts"] for k in candidate_keys))]
-        # The same proxies over every evaluated plan, the reference front's random plans included: drops spread wide
-        # enough that the measurement's noise no longer caps the ranking.
+        # The same proxies over every evaluated plan, the reference front's random plans included: whether plans off
+        # the front spread the drops wider than the measurement's noise.
         evaluated = [k for k in sorted(evaluated_keys(bench)) if k in measured["trials"] and k not in roles.values()]
         if bench.evaluated.get("reference"):
             fidelity["every_evaluated"] = every_plan_fidelity(
