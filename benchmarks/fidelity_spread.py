@@ -16,6 +16,7 @@ from __future__ import annotations
 import argparse
 import dataclasses
 import json
+from collections.abc import Callable
 from pathlib import Path
 
 import numpy as np
@@ -37,11 +38,25 @@ from benchmarks.timing import fetch_artifact
 ROOT = Path(__file__).resolve().parents[1]
 
 
+def scores_once(scorer: ProxyScorer, steps: int) -> Callable[[Plan], dict[str, float]]:
+    """The proxies' scores of a plan, computed on its first request only: one call scores every target's latency
+    proxy, and each target's figures ask again for the same plans."""
+    found: dict[str, dict[str, float]] = {}
+
+    def score(plan: Plan) -> dict[str, float]:
+        key = plan.digest()
+        if key not in found:
+            found[key] = scorer.score(plan, steps)
+        return found[key]
+
+    return score
+
+
 def every_plan_fidelity(
-    context, scorer: ProxyScorer, hardware, store: FileSystemArtifactStore, trials: dict, keys: list[str],
+    context, score: Callable[[Plan], dict[str, float]], hardware, store: FileSystemArtifactStore, trials: dict, keys: list[str],
     fp32_key: str, folder: Path, draws: int = 500, outputs: dict[str, np.ndarray] | None = None,
 ) -> dict:
-    """Spearman of the accuracy proxy against every plan's measured drop (plans and validation images resampled), the
+    """`score`: a plan's proxy scores (`scores_once`). Spearman of the accuracy proxy against every plan's measured drop (plans and validation images resampled), the
     measurement's split-half ceiling over the same plans, and the latency proxy against each plan's own evaluation
     timing. `outputs`: validation outputs already computed, by plan key; the others are predicted here."""
     workload, target = context.workload, make_target(hardware)
@@ -58,9 +73,7 @@ def every_plan_fidelity(
         found = outputs[keys[index]]
         return workload.quality_drop(workload.metric(reference[picked], labels[picked]), workload.metric(found[picked], labels[picked]))
 
-    plans = [Plan.from_dict(trials[k].user_attrs["plan"]) for k in keys]
-    steps = context.spec.recovery.search_steps
-    scores = [scorer.score(plan, steps) for plan in plans]
+    scores = [score(Plan.from_dict(trials[k].user_attrs["plan"])) for k in keys]
     objective = context.spec.proxies.objectives[0]
     images = len(labels)
     everything = np.arange(images)
@@ -93,7 +106,7 @@ def add_to_results(results_path: Path, folder: Path | None = None, draws: int | 
     config = Config(**{k: tuple(v) if isinstance(v, list) else v for k, v in stored.items() if k in fields})
     spec = bench_spec(dataclasses.replace(config, targets=tuple(results["targets"])), folder)
     context = prepare(spec)
-    scorer = ProxyScorer(context)
+    score = scores_once(ProxyScorer(context), spec.recovery.search_steps)
     store = FileSystemArtifactStore(str(folder / "artifacts"))
     evaluated = sorted({k for runs in results["evaluated"].values() for keys in runs.values() for k in keys})
     for hardware in spec.targets:
@@ -102,7 +115,7 @@ def add_to_results(results_path: Path, folder: Path | None = None, draws: int | 
         summary = results["targets"][hardware.name]
         keys = [k for k in evaluated if k not in summary["roles"].values()]
         found = every_plan_fidelity(
-            context, scorer, hardware, store, trials, keys, summary["roles"]["fp32"], folder / "timing" / hardware.name,
+            context, score, hardware, store, trials, keys, summary["roles"]["fp32"], folder / "timing" / hardware.name,
             draws or config.bootstrap_draws,
         )
         summary["fidelity"]["every_evaluated"] = found

@@ -41,7 +41,7 @@ from autotune.spec import ACTIVATIONS, load_proxy_recipe, load_study_spec
 from autotune.studies import measured_study_name, storage_for
 from autotune.targets import make_target
 from benchmarks import methods
-from benchmarks.fidelity_spread import every_plan_fidelity
+from benchmarks.fidelity_spread import every_plan_fidelity, scores_once
 from benchmarks.metrics import (
     best_within,
     drop_interval,
@@ -140,15 +140,19 @@ class Benchmark:
         self.context = prepare(self.spec)
         self.storage = storage_for(self.spec.storage)
         self.scorer = ProxyScorer(self.context)
+        self.scores = scores_once(self.scorer, self.spec.recovery.search_steps)  # the figures of every target share them
         # The accuracy proxy with and without simulated INT8 activations, to compare their fidelity on the same plans.
-        self.variants = {}
+        self.variants = {}  # activations -> the plan's scores under that simulation
         for activations in ACTIVATIONS:
             # Only the accuracy objective: a variant needs no latency tables of its own.
             proxies = dataclasses.replace(
                 self.spec.proxies, activations=activations, objectives=self.spec.proxies.objectives[:1], report=()
             )
             variant = dataclasses.replace(self.context, spec=dataclasses.replace(self.spec, proxies=proxies))
-            self.variants[activations] = self.scorer if activations == self.spec.proxies.activations else ProxyScorer(variant)
+            if activations == self.spec.proxies.activations:
+                self.variants[activations] = self.scores
+            else:
+                self.variants[activations] = scores_once(ProxyScorer(variant), self.spec.recovery.search_steps)
         # autotune's methods: the study's proxy recipe, and each other recipe under trial (same workload, space, targets).
         self.autotune_scorers = {"autotune": self.scorer}
         for recipe in config.proxy_variants:
@@ -430,7 +434,7 @@ def summarise(bench: Benchmark, hardware, measured: dict) -> dict:
     candidate_keys = [k for k in plan_keys if k not in roles.values()]
     objective = bench.spec.proxies.objectives[0]
     latency_proxy = f"latency_measured@{hardware.name}"
-    scores = {k: bench.scorer.score(bench.plans[k], bench.spec.recovery.search_steps) for k in candidate_keys}
+    scores = {k: bench.scores(bench.plans[k]) for k in candidate_keys}
     index = {k: i for i, k in enumerate(candidate_keys)}
     fidelity = {}
     if len(candidate_keys) >= 3:
@@ -446,8 +450,8 @@ def summarise(bench: Benchmark, hardware, measured: dict) -> dict:
                 config.bootstrap_draws,
             )
         fidelity["accuracy_by_activations"] = {}
-        for activations, scorer in bench.variants.items():
-            proxy = np.array([scorer.score(bench.plans[k], bench.spec.recovery.search_steps)[objective] for k in candidate_keys])
+        for activations, score in bench.variants.items():
+            proxy = np.array([score(bench.plans[k])[objective] for k in candidate_keys])
             fidelity["accuracy_by_activations"][activations] = spearman_interval(
                 proxy, lambda i, picked: drop_of(candidate_keys[i], picked), len(candidate_keys), images, config.bootstrap_draws
             )
@@ -459,10 +463,10 @@ def summarise(bench: Benchmark, hardware, measured: dict) -> dict:
         fidelity["drop_range_pts"] = [float(min(rows[k]["drop_pts"] for k in candidate_keys)), float(max(rows[k]["drop_pts"] for k in candidate_keys))]
         # The same proxies over every evaluated plan, the reference front's random plans included: whether plans off
         # the front spread the drops wider than the measurement's noise.
-        evaluated = [k for k in sorted(evaluated_keys(bench)) if k in measured["trials"] and k not in roles.values()]
         if bench.evaluated.get("reference"):
+            evaluated = [k for k in sorted(evaluated_keys(bench)) if k in measured["trials"] and k not in roles.values()]
             fidelity["every_evaluated"] = every_plan_fidelity(
-                bench.context, bench.scorer, hardware, bench.evaluator.artifact_store, measured["trials"], evaluated,
+                bench.context, bench.scores, hardware, bench.evaluator.artifact_store, measured["trials"], evaluated,
                 roles["fp32"], bench.folder / "timing" / hardware.name, config.bootstrap_draws, outputs,
             )
     def dominated_by_int8(key: str) -> bool:
