@@ -24,6 +24,7 @@ from autotune.plan import Plan
 from autotune.scoring import ProxyScorer
 from autotune.spec import load_study_spec
 from autotune.studies import measured_study_name
+from benchmarks.fidelity_spread import scores_once
 from benchmarks.metrics import spearman
 from benchmarks.pages import quiet_libraries, write_page
 
@@ -58,6 +59,16 @@ VARIANTS = {
 }
 
 
+def ranking_cell(proxy: np.ndarray, measured: np.ndarray) -> str:
+    """A table cell: the Spearman with its interval over plans, or "-" where the plans rank nothing (fewer than 3, or
+    one distinct value)."""
+    value = spearman(proxy, measured)
+    if value is None:
+        return "-"
+    low, high = plan_interval(proxy, measured)
+    return f"{value:+.3f} [{low:+.2f}, {high:+.2f}]"
+
+
 def plan_interval(proxy: np.ndarray, measured: np.ndarray, draws: int = 2000, seed: int = 0) -> list[float]:
     """90% bootstrap interval of the Spearman over plans: every resample ranked at once (ties averaged), resamples
     that rank nothing (one distinct value) left out."""
@@ -78,13 +89,16 @@ FITTED_TRAIN_SIZES = (16, 32, 48)  # measured plans to learn from: one, two, thr
 
 def fitted_latency(plans: list[Plan], latencies: np.ndarray, seed: int = 0) -> dict:
     """A ridge regression of log latency on `plan_features`: Spearman of its 10-fold out-of-fold predictions, and of
-    its predictions for the unseen plans when it learns from only N random plans (median [5th-95th] over 50 draws)."""
+    its predictions for the unseen plans when it learns from only N random plans (median [5th-95th] over 50 draws).
+    Each figure needs plans enough to hold out: none below 10 plans."""
     from sklearn.linear_model import RidgeCV
     from sklearn.model_selection import KFold, cross_val_predict
 
     layers = list(dict.fromkeys(name for plan in plans for name in plan.layers))
     x, y = np.array([plan_features(p, layers) for p in plans]), np.log(latencies)
     model = RidgeCV(alphas=np.logspace(-3, 2, 12))
+    if len(y) < 10:
+        return {}
     predicted = cross_val_predict(model, x, y, cv=KFold(10, shuffle=True, random_state=seed))
     found = {"10-fold": (spearman(predicted, y), plan_interval(predicted, y))}
     rng = np.random.default_rng(seed)
@@ -154,9 +168,9 @@ def main() -> None:
     spec = dataclasses.replace(spec, name="bench", storage=f"sqlite:///{folder / 'bench.db'}", targets=targets)
     context = prepare(spec)
     storage = optuna.storages.RDBStorage(spec.storage)
-    scorers = {name: scorer_for(context, **choice) for name, choice in VARIANTS.items()}
+    # Every target's latency proxy comes from the same scoring, so each plan is scored once per variant.
+    scorers = {name: scores_once(scorer_for(context, **choice), spec.recovery.search_steps) for name, choice in VARIANTS.items()}
     objective = spec.proxies.objectives[0]
-    scored: dict[tuple[str, str], dict] = {}
     lines = [
         "# Proxy variants on the measured plans",
         "",
@@ -193,20 +207,16 @@ def main() -> None:
             "| variant | accuracy Spearman | latency Spearman | latency Spearman, no float layer |",
             "|---|---:|---:|---:|",
         ]
-        for name, scorer in scorers.items():
-            for k in keys:  # every target's latency proxy comes from the same scoring
-                if (name, k) not in scored:
-                    scored[name, k] = scorer.score(plans[k], spec.recovery.search_steps)
-            scores = [scored[name, k] for k in keys]
+        for name, score in scorers.items():
+            scores = [score(plans[k]) for k in keys]
             accuracy = np.array([s[objective] for s in scores])
             latency = np.array([s[f"latency_measured@{target.name}"] for s in scores])
-            a, lo_a = spearman(accuracy, drops), plan_interval(accuracy, drops)
-            b, lo_b = spearman(latency, latencies), plan_interval(latency, latencies)
-            c, lo_c = spearman(latency[quantized], latencies[quantized]), plan_interval(latency[quantized], latencies[quantized])
-            lines.append(
-                f"| {name} | {a:+.3f} [{lo_a[0]:+.2f}, {lo_a[1]:+.2f}] | {b:+.3f} [{lo_b[0]:+.2f}, {lo_b[1]:+.2f}] "
-                f"| {c:+.3f} [{lo_c[0]:+.2f}, {lo_c[1]:+.2f}] |"
-            )
+            cells = [
+                ranking_cell(accuracy, drops),
+                ranking_cell(latency, latencies),
+                ranking_cell(latency[quantized], latencies[quantized]),
+            ]
+            lines.append(f"| {name} | " + " | ".join(cells) + " |")
             print(lines[-1], flush=True)
         for how, (value, (low, high)) in fitted_latency([plans[k] for k in keys], latencies).items():
             lines.append(f"| latency fitted on other measured plans ({how}) | - | {value:+.3f} [{low:+.2f}, {high:+.2f}] | - |")

@@ -56,9 +56,10 @@ def every_plan_fidelity(
     context, score: Callable[[Plan], dict[str, float]], hardware, store: FileSystemArtifactStore, trials: dict, keys: list[str],
     fp32_key: str, folder: Path, draws: int = 500, outputs: dict[str, np.ndarray] | None = None,
 ) -> dict:
-    """`score`: a plan's proxy scores (`scores_once`). Spearman of the accuracy proxy against every plan's measured drop (plans and validation images resampled), the
+    """Spearman of the accuracy proxy against every plan's measured drop (plans and validation images resampled), the
     measurement's split-half ceiling over the same plans, and the latency proxy against each plan's own evaluation
-    timing. `outputs`: validation outputs already computed, by plan key; the others are predicted here."""
+    timing. `score`: a plan's proxy scores (`scores_once`). `outputs`: validation outputs already computed, by plan
+    key; the others are predicted here."""
     workload, target = context.workload, make_target(hardware)
     labels = workload.validation.labels_numpy()
     outputs = dict(outputs or {})

@@ -192,6 +192,18 @@ def test_fitted_latency_learns_a_latency_that_follows_kept_channels_and_precisio
     assert low <= found["learnt from 16"][0] <= high
 
 
+def test_proxy_variants_page_marks_what_too_few_plans_cannot_rank():
+    """A run with a handful of measured plans (the quick benchmark's) gets "-" cells and no fitted latency, not a crash."""
+    from autotune.plan import LayerChoice, Plan
+    from benchmarks.fidelity import fitted_latency, ranking_cell
+
+    assert ranking_cell(np.array([1.0, 2.0]), np.array([2.0, 1.0])) == "-"  # two plans rank nothing
+    assert ranking_cell(np.ones(5), np.arange(5.0)) == "-"  # one distinct proxy value
+    assert ranking_cell(np.arange(6.0), np.arange(6.0) ** 2).startswith("+1.000 [+1.00, +1.00]")
+    plans = [Plan({"conv": LayerChoice(8, ratio)}) for ratio in (0.0, 0.3, 0.5, 0.7)]
+    assert fitted_latency(plans, np.array([4.0, 3.0, 2.0, 1.0])) == {}
+
+
 def test_whole_cycle_is_timed_in_a_fresh_workspace_and_each_study_keeps_its_section(tiny_workload, tmp_path, catalogue):
     """The timing's plumbing on the tiny study with MAC-count latency: a cold latency table on OpenVINO would add 45 s
     of probes the test does not look at."""
