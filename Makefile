@@ -3,7 +3,7 @@ VENV ?= .venv
 SUDO := $(shell [ "$$(id -u)" -eq 0 ] || echo sudo)
 FASHION_MNIST := /usr/share/datasets/fashion-mnist/t10k-images-idx3-ubyte.gz
 
-.PHONY: setup demo test lint benchmark benchmark-minilm benchmark-quick benchmark-targets benchmark-proxy benchmark-warm-start benchmark-calibration benchmark-samplers benchmark-samplers-repeats benchmark-fidelity benchmark-latency-fidelity benchmark-cycle benchmark-recovery-precision benchmark-recovery-learning-rate benchmark-recovery-steps benchmark-onnxruntime-reduce-range benchmark-latency-correction benchmark-latency-zoo benchmark-timing-protocol benchmark-table-stability dashboard
+.PHONY: setup demo test lint benchmark benchmark-minilm benchmark-quick benchmark-targets benchmark-proxy benchmark-warm-start benchmark-calibration benchmark-samplers benchmark-samplers-budget benchmark-samplers-repeats benchmark-fidelity benchmark-latency-fidelity benchmark-cycle benchmark-recovery-precision benchmark-recovery-learning-rate benchmark-recovery-steps benchmark-onnxruntime-reduce-range benchmark-latency-correction benchmark-latency-zoo benchmark-timing-protocol benchmark-table-stability dashboard
 
 setup: $(VENV)/.installed $(FASHION_MNIST)
 
@@ -57,9 +57,13 @@ benchmark-warm-start: setup
 benchmark-calibration: setup
 	$(VENV)/bin/python benchmarks/calibration.py
 
-# Writes docs/samplers.md: NSGA-II, TPE and random search by proxy hypervolume over trials (10 seeds; --samplers adds gp).
+# Writes docs/samplers.md: NSGA-II, TPE, GPSampler and random search by proxy hypervolume over 48 trials (10 seeds).
 benchmark-samplers: setup
-	$(VENV)/bin/python benchmarks/samplers.py --seeds 10 --trials 48
+	$(VENV)/bin/python benchmarks/samplers.py --seeds 10 --trials 48 --samplers nsga2,tpe,gp,random
+
+# Writes docs/samplers-budget.md: TPE against GPSampler-then-TPE over the study's 200 trials (10 seeds).
+benchmark-samplers-budget: setup
+	$(VENV)/bin/python benchmarks/samplers.py --seeds 10 --trials 200 --samplers tpe,gp-tpe --out docs/samplers-budget.md
 
 # Writes docs/samplers-repeats.md: TPE proposing untried plans against TPE alone over the study's 200 trials (10 seeds).
 benchmark-samplers-repeats: setup

@@ -14,6 +14,7 @@ from autotune.errors import AutotuneError, ProxyError, SpecError
 from autotune.fresh_plans import FreshPlanSampler
 from autotune.identity import layer_fingerprints
 from autotune.pareto import pareto_mask
+from autotune.phased_sampler import PhasedSampler
 from autotune.progress import console, progress_bar
 from autotune.scoring import ProxyScorer
 from autotune.search_space import PARAMS_ENCODING, SearchSpace
@@ -21,16 +22,24 @@ from autotune.studies import FINISHED, check_params_encoding, fail_interrupted_t
 
 
 def sampler_name(name: str, warm: bool) -> str:
-    """"auto": TPE for a cold search, NSGA-II for a warm-started one (measured: docs/samplers.md, docs/warm-start.md)."""
+    """"auto": GPSampler then TPE for a cold search, NSGA-II for a warm-started one (measured: docs/samplers-budget.md,
+    docs/warm-start.md)."""
     if name != "auto":
         return name
-    return "nsga2" if warm else "tpe"
+    return "nsga2" if warm else "gp-tpe"
+
+
+# GPSampler's phase of "gp-tpe": on fashion-cnn (Zen 2, 2026-12-05) a 48-trial GP search took 50 s and found the
+# most of any sampler at 48 trials; a 200-trial one took 426 s (docs/samplers.md).
+GP_TRIALS = 48
 
 
 def make_sampler(name: str, seed: int, trials: int, space: SearchSpace | None = None) -> optuna.samplers.BaseSampler:
     """The study's sampler; model-based ones start after a quarter of the budget (at least 5) of random trials. With
     `space`, TPE and GP propose a plan the study has not tried where they would repeat one (autotune.fresh_plans)."""
     startup = max(5, trials // 4)
+    if name == "gp-tpe":
+        return _gp_then_tpe(seed, trials, space)
     if name == "tpe":
         model = optuna.samplers.TPESampler(seed=seed, multivariate=True, n_startup_trials=startup)
     elif name == "gp":
@@ -39,9 +48,21 @@ def make_sampler(name: str, seed: int, trials: int, space: SearchSpace | None = 
         return optuna.samplers.RandomSampler(seed=seed)
     else:  # Several generations even on a small budget: the default population of 50 would be one random generation.
         return optuna.samplers.NSGAIISampler(seed=seed, population_size=int(np.clip(trials // 4, 8, 50)))
+    return _fresh(model, space, seed)
+
+
+def _fresh(model: optuna.samplers.BaseSampler, space: SearchSpace | None, seed: int) -> optuna.samplers.BaseSampler:
     if space is None:
         return model
     return FreshPlanSampler(model, lambda params: space.plan_from_params(params).digest(), space.choices(), seed)
+
+
+def _gp_then_tpe(seed: int, trials: int, space: SearchSpace | None) -> optuna.samplers.BaseSampler:
+    """GPSampler for the first GP_TRIALS trials (after its random start-up), multivariate TPE from there on."""
+    gp_until = min(trials, GP_TRIALS)
+    gp = optuna.samplers.GPSampler(seed=seed, n_startup_trials=max(5, gp_until // 4))
+    tpe = optuna.samplers.TPESampler(seed=seed, multivariate=True, n_startup_trials=gp_until)
+    return _fresh(PhasedSampler([(0, gp), (gp_until, tpe)]), space, seed)
 
 
 def finished_trials(context: StudyContext, storage) -> int:

@@ -488,7 +488,7 @@ class StudySpec:
         return hashlib.sha256(json.dumps(parts, sort_keys=True, default=str).encode()).hexdigest()[:16]
 
 
-SAMPLERS = ("auto", "nsga2", "tpe", "gp", "random")
+SAMPLERS = ("auto", "nsga2", "tpe", "gp", "gp-tpe", "random")
 DEVICES = ("auto", "cpu", "cuda")
 SEARCH_BATCHNORM = ("recalibrate", "scoring_batch")
 RECOVERY_PRECISIONS = ("auto", "f32", "bf16")

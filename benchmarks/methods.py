@@ -60,10 +60,13 @@ def autotune_plans(
     checked = f"-latency-checked-{CHECK_MIN_SPEARMAN:g}" if latency_checked(context.spec) else ""
     # TPE and GP propose untried plans since 2026-12-05 (search.fresh_plans): a proxy study searched before then would
     # otherwise be resumed as this one.
-    fresh = "-fresh-plans" if context.spec.fresh_plans and sampler_name(sampler, warm=False) in ("tpe", "gp") else ""
+    chosen = sampler_name(sampler, warm=False)
+    fresh = "-fresh-plans" if context.spec.fresh_plans and chosen in ("tpe", "gp", "gp-tpe") else ""
+    # Named by the sampler "auto" stands for (TPE until 2026-12-05, GP then TPE since): a study searched under an old
+    # default must not be resumed as the new one's.
     spec = dataclasses.replace(
         context.spec,
-        name=f"{context.spec.name}/{study_method}/{sampler}-s{seed}-proxies-{recipe}{anchors}{checked}{fresh}",
+        name=f"{context.spec.name}/{study_method}/{chosen}-s{seed}-proxies-{recipe}{anchors}{checked}{fresh}",
         seed=seed,
         sampler=sampler,
         trials=trials,

@@ -285,7 +285,7 @@ def study_header(results: dict) -> list[str]:
     seconds = config.get("round_seconds")
     protocol = f"at least {seconds:g} s per batch size" if seconds else "on the target file's [measure] protocol"
     return [
-        f"Study `{config['study']}`; autotune: sampler `{results['sampler']}` (cold: `auto` is TPE), {config['trials']} proxy trials, "
+        f"Study `{config['study']}`; autotune: sampler `{results['sampler']}` (cold: `auto` is {results.get('cold_sampler', 'tpe')}), {config['trials']} proxy trials, "
         f"{config['evaluations']} full evaluations, seeds 0-{config['seeds'] - 1}; random search: the same number of "
         f"full evaluations, seeds 1000-{999 + config['seeds']}; uniform sweep ratios {list(config['sweep'])} (snapped to "
         f"the space's grid); every plan at the study's full recovery budget, distilled in "

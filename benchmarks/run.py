@@ -37,6 +37,7 @@ from autotune.plan import HALF_PRECISION_BITS, LayerChoice, Plan
 from autotune.progress import console
 from autotune.promotion import Candidate, reference_candidates
 from autotune.scoring import ProxyScorer
+from autotune.search import sampler_name
 from autotune.spec import ACTIVATIONS, load_proxy_recipe, load_study_spec
 from autotune.studies import measured_study_name, storage_for
 from autotune.targets import make_target
@@ -195,10 +196,10 @@ class Benchmark:
         config = self.config
         for seed in range(config.seeds):
             for method, scorer in self.autotune_scorers.items() if "autotune" in config.compared else ():
-                console.rule(f"{method} ({self.spec.sampler}), seed {seed}")
+                sampler = scorer.context.spec.sampler  # a search variant may name its own
+                console.rule(f"{method} ({sampler}), seed {seed}")
                 plans, phases, promoted = methods.autotune_plans(
-                    scorer.context, scorer, self.storage, config.trials, config.evaluations, seed, self.spec.sampler,
-                    method,
+                    scorer.context, scorer, self.storage, config.trials, config.evaluations, seed, sampler, method
                 )
                 self.evaluate(method, f"s{seed}", plans, phases["proxy_search_s"] + phases["rescore_s"], promoted)
                 if method == "autotune":  # the whole-cycle times are the study's own recipe's
@@ -579,6 +580,7 @@ def main(argv: list[str] | None = None) -> None:
         "threads": {h.name: h.threads for h in bench.spec.targets},
         "versions": tool_versions(),
         "sampler": bench.spec.sampler,
+        "cold_sampler": sampler_name(bench.spec.sampler, warm=False),
         "phases": bench.phases,
         "evaluated": bench.evaluated,
         "targets": summaries,

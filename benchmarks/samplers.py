@@ -56,12 +56,33 @@ def search(context, scorer, name: str, seed: int, trials: int) -> tuple[np.ndarr
     return np.array([t.values for t in done], dtype=float), seconds, distinct
 
 
+def load_runs(path: Path, trials: int, seeds: int, names: list[str]) -> dict:
+    """The searches an earlier run stored, for samplers this run does not repeat; refuses one of another budget."""
+    stored = json.loads(path.read_text())
+    if "runs" not in stored:
+        raise SystemExit(f"{path}: no 'runs' (written before runs were stored); run its samplers again instead")
+    config = stored["config"]
+    if (config["trials"], config["seeds"]) != (trials, seeds):
+        raise SystemExit(f"{path}: {config['trials']} trials x {config['seeds']} seeds, this run {trials} x {seeds}")
+    earlier = [n for n in config["samplers"].split(",") if n not in names]
+    keys = [(n, s) for n in earlier for s in range(seeds)]
+    return {
+        "names": earlier,
+        "runs": {k: np.array(stored["runs"][f"{k[0]}/{k[1]}"], dtype=float) for k in keys},
+        "seconds": {k: stored["seconds_by_run"][f"{k[0]}/{k[1]}"] for k in keys},
+        "distinct": {k: stored["distinct_by_run"][f"{k[0]}/{k[1]}"] for k in keys},
+    }
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--seeds", type=int, default=10)
     parser.add_argument("--trials", type=int, default=48)
     parser.add_argument("--samplers", default=",".join(SAMPLERS))
     parser.add_argument("--out", default=str(ROOT / "docs" / "samplers.md"))
+    parser.add_argument(
+        "--runs-from", default=None, help="an earlier run's .json (same trials and seeds): its samplers join the table"
+    )
     args = parser.parse_args()
     quiet_libraries()
     started = time.time()
@@ -71,8 +92,14 @@ def main() -> None:
     scorer = ProxyScorer(context)
     names = args.samplers.split(",")
     runs, seconds, distinct = {}, {}, {}
+    if args.runs_from:
+        earlier = load_runs(Path(args.runs_from), args.trials, args.seeds, names)
+        names = [*earlier["names"], *names]
+        runs, seconds, distinct = earlier["runs"], earlier["seconds"], earlier["distinct"]
     for seed in range(args.seeds):  # samplers interleaved seed by seed, so machine noise hits them alike
         for name in names:
+            if (name, seed) in runs:
+                continue
             print(f"[{time.time() - started:.0f}s] {name} seed {seed}", flush=True)
             runs[(name, seed)], seconds[(name, seed)], distinct[(name, seed)] = search(context, scorer, name, seed, args.trials)
     reference = np.concatenate([log_divergence(v) for v in runs.values()]).max(axis=0) + 1e-9
@@ -94,7 +121,16 @@ def main() -> None:
             "seconds_median": float(np.median([seconds[(name, s)] for s in range(args.seeds)])),
             "distinct_plans": [distinct[(name, s)] for s in range(args.seeds)],
         }
-    results = {"config": vars(args), "summary": summary, "seconds": round(time.time() - started)}
+    results = {
+        "config": vars(args) | {"samplers": ",".join(names)},
+        "summary": summary,
+        "seconds": round(time.time() - started),
+        "reference_point": reference.tolist(),
+        # every search's objective values in trial order, as scored: a later run can be tabled with them (--runs-from)
+        "runs": {f"{name}/{seed}": values.tolist() for (name, seed), values in runs.items()},
+        "seconds_by_run": {f"{name}/{seed}": s for (name, seed), s in seconds.items()},
+        "distinct_by_run": {f"{name}/{seed}": d for (name, seed), d in distinct.items()},
+    }
     Path(args.out).with_suffix(".json").write_text(json.dumps(results, indent=2))
     lines = [
         "# Samplers compared on the proxy search",
@@ -114,10 +150,13 @@ def main() -> None:
         plans = summary[name]["distinct_plans"]
         cells.append(f"{np.median(plans):.0f} [{min(plans)}-{max(plans)}]")
         lines.append(f"| {name} | " + " | ".join(cells) + f" | {summary[name]['seconds_median']:.1f} |")
+    if args.runs_from:
+        lines += ["", f"The rows of {', '.join(earlier['names'])} are the searches stored by an earlier run "
+                  f"({Path(args.runs_from).name}), their seconds as measured then; the reference point covers both runs."]
     lines += [
         "",
         "Every sampler is built exactly as a study builds it (`autotune.search.make_sampler`): gp is Optuna 5's "
-        "GPSampler (multi-objective), random is RandomSampler; tpe proposes an untried plan where it would repeat one "
+        "GPSampler (multi-objective), gp-tpe is GPSampler for the first 48 trials and TPE after them, random is RandomSampler; tpe proposes an untried plan where it would repeat one "
         "(`autotune.fresh_plans`), tpe:repeats is TPE alone. The grids are ordered parameters, as in the studies: "
         "a bit-width level per layer (integer) and a stepped pruning ratio per coupled group.",
         "",

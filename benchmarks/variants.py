@@ -34,6 +34,10 @@ def _shared_promotion(spec):
     return dataclasses.replace(spec, promote_per_target=False)
 
 
+def _sampler(name: str):
+    return lambda spec: dataclasses.replace(spec, sampler=name)
+
+
 # variant -> (the study spec it searches with, given the study's; its label on the page)
 SEARCH_VARIANTS = {
     "uniform-anchors": (_without_target_anchors, "autotune with the uniform anchors alone (no target anchors)"),
@@ -52,6 +56,9 @@ SEARCH_VARIANTS = {
         _anchors(0.0, 0.3, 0.5, 0.7),
         "autotune with a uniform anchor at the sweep's most pruned ratio (0.7) too",
     ),
+    "tpe": (_sampler("tpe"), "autotune searching with TPE alone (the cold default until 2026-12-05)"),
+    "gp-tpe": (_sampler("gp-tpe"), "autotune searching with GPSampler for its first 48 trials, then TPE"),
+    "gp": (_sampler("gp"), "autotune searching with GPSampler"),
     "shared-promotion": (
         _shared_promotion,
         "autotune promoting from one front over every target's latency (no per-target shares)",

@@ -19,7 +19,7 @@ def test_quick_benchmark_runs_and_writes_its_files(tiny_workload, tmp_path):
     main(
         ["--quick", "--folder", str(tmp_path / "bench"), "--out", str(out), "--trials", "4", "--evaluations", "1",
          "--reference-evaluations", "1", "--sweep", "0.5", "--rounds", "1", "--proxy-variants", "macs",
-         "--search-variants", "uniform-anchors"]
+         "--search-variants", "uniform-anchors,tpe"]
     )
     page = out.read_text()
     assert "## cpu-openvino" in page and "Targets (issue 8)" in page and "| autotune" in page
@@ -33,6 +33,14 @@ def test_quick_benchmark_runs_and_writes_its_files(tiny_workload, tmp_path):
     # So is autotune under another search setting: its own proxy study, named by the setting.
     assert "autotune:uniform-anchors" in summary["methods"]
     assert page.count("autotune with the uniform anchors alone (no target anchors)") >= 2
+    # A search variant naming a sampler searches with it, in proxy studies of its own; the default's are GP then TPE.
+    import optuna
+
+    stored = optuna.get_all_study_summaries(f"sqlite:///{tmp_path / 'bench' / 'bench.db'}")
+    samplers = {s.user_attrs.get("sampler") for s in stored if "/autotune/tpe-s0-" in s.study_name}
+    assert "autotune:tpe" in summary["methods"] and samplers == {"tpe"}
+    assert {s.user_attrs.get("sampler") for s in stored if "/autotune/gp-tpe-s0-" in s.study_name} == {"gp-tpe"}
+    assert "cold: `auto` is gp-tpe" in page
     for row in summary["rows"].values():
         assert np.isfinite([row["drop_pts"], row["batch_latency_ms"], row["throughput_per_s"], row["size_mb"]]).all()
     assert summary["rows"][summary["roles"]["fp32"]]["drop_pts"] == 0.0
@@ -169,7 +177,7 @@ def test_split_half_ceiling_is_high_for_plans_far_apart_and_low_for_plans_within
 def test_auto_sampler_is_tpe_cold_and_nsga2_warm():
     from autotune.search import sampler_name
 
-    assert sampler_name("auto", warm=False) == "tpe" and sampler_name("auto", warm=True) == "nsga2"
+    assert sampler_name("auto", warm=False) == "gp-tpe" and sampler_name("auto", warm=True) == "nsga2"
     assert sampler_name("gp", warm=True) == "gp"
 
 
@@ -454,3 +462,25 @@ def test_rounds_above_counts_seed_rounds_and_skips_results_stored_without_rounds
     assert rounds_above(seeds, sweep) == "; each timing round alone: above it in 3 of 4 seed-rounds (2 rounds)"
     # MiniLM's results of 2026-12-02 predate the rounds: the page renders them without the count.
     assert rounds_above([{"hv_final": 0.9}], {"hv_final": 0.8}) == ""
+
+
+def test_sampler_runs_stored_by_one_run_join_a_later_one_of_the_same_budget(tmp_path):
+    from benchmarks.samplers import load_runs
+
+    runs = {f"{name}/{seed}": [[0.1 * seed, 1.0, 2.0]] * 3 for name in ("tpe", "gp") for seed in range(2)}
+    stored = {
+        "config": {"trials": 3, "seeds": 2, "samplers": "tpe,gp"},
+        "runs": runs,
+        "seconds_by_run": {key: 1.5 for key in runs},
+        "distinct_by_run": {key: 3 for key in runs},
+    }
+    path = tmp_path / "samplers.json"
+    path.write_text(json.dumps(stored))
+    earlier = load_runs(path, trials=3, seeds=2, names=["tpe"])  # this run repeats tpe: only gp is taken
+    assert earlier["names"] == ["gp"] and set(earlier["runs"]) == {("gp", 0), ("gp", 1)}
+    assert earlier["runs"][("gp", 1)].shape == (3, 3) and earlier["seconds"][("gp", 0)] == 1.5
+    with pytest.raises(SystemExit, match="3 trials x 2 seeds, this run 200 x 2"):
+        load_runs(path, trials=200, seeds=2, names=["tpe"])
+    path.write_text(json.dumps({"config": stored["config"]}))
+    with pytest.raises(SystemExit, match="no 'runs'"):
+        load_runs(path, trials=3, seeds=2, names=["tpe"])
