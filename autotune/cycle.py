@@ -219,10 +219,10 @@ def warm_start_plan(storage, lineage: Lineage, context, number: int, source: str
                 if explicit:
                     raise
                 console.print(f"[yellow]{exc}: the model's architecture changed, so this cycle starts cold")
-    if warm.seeds and spec.sampler == "tpe":  # "auto" picks NSGA-II for a warm start
+    if warm.seeds and spec.sampler in ("tpe", "gp-tpe"):  # "auto" picks NSGA-II for a warm start
         console.print(
-            "[yellow]warm start with TPE: measured, it does not reach the front sooner than a cold search and an "
-            "unrelated source slows it (docs/warm-start.md); NSGA-II profits"
+            f"[yellow]warm start with {spec.sampler}: with TPE, measured, it does not reach the front sooner than a cold "
+            "search and an unrelated source slows it (docs/warm-start.md); NSGA-II profits (sampler \"auto\" picks it)"
         )
     if warm.seeds:
         differs = f"; the source differs in {', '.join(warm.differs)}" if warm.differs else ""

@@ -34,10 +34,13 @@ def sampler_name(name: str, warm: bool) -> str:
 GP_TRIALS = 48
 
 
-def make_sampler(name: str, seed: int, trials: int, space: SearchSpace | None = None) -> optuna.samplers.BaseSampler:
-    """The study's sampler; model-based ones start after a quarter of the budget (at least 5) of random trials. With
-    `space`, TPE and GP propose a plan the study has not tried where they would repeat one (autotune.fresh_plans)."""
-    startup = max(5, trials // 4)
+def make_sampler(
+    name: str, seed: int, trials: int, space: SearchSpace | None = None, startup: int | None = None
+) -> optuna.samplers.BaseSampler:
+    """The study's sampler; model-based ones start after `startup` random trials (default a quarter of the budget, at
+    least 5). With `space`, TPE and GP propose a plan the study has not tried where they would repeat one
+    (autotune.fresh_plans)."""
+    startup = startup if startup is not None else max(5, trials // 4)
     if name == "gp-tpe":
         return _gp_then_tpe(seed, trials, space)
     if name == "tpe":

@@ -5,8 +5,8 @@ fashion-cnn, study spec `fashion-cnn` (objectives: output divergence, measured l
 starts with the spec's uniform anchors, as in a study; N seeds per sampler. Hypervolume on (log10 divergence,
 latencies) with one reference point shared by every sampler and seed (the worst value of each objective over all
 their trials). Each sampler is built as a study builds it; `tpe:repeats` is TPE without `autotune.fresh_plans` (its
-proposals may repeat a plan already tried). Run: `.venv/bin/python benchmarks/samplers.py [--seeds 10] [--trials 48]
-[--samplers tpe,tpe:repeats]`.
+proposals may repeat a plan already tried), `tpe:short-start` TPE after gp-tpe's 12 random trials. Run:
+`.venv/bin/python benchmarks/samplers.py [--seeds 10] [--trials 48] [--samplers tpe,tpe:repeats] [--runs-from F.json]`.
 """
 
 from __future__ import annotations
@@ -29,7 +29,7 @@ from autotune.anchors import uniform_anchors  # noqa: E402
 from autotune.context import prepare  # noqa: E402
 from autotune.pareto import hypervolume  # noqa: E402
 from autotune.scoring import ProxyScorer  # noqa: E402
-from autotune.search import make_sampler  # noqa: E402
+from autotune.search import GP_TRIALS, make_sampler  # noqa: E402
 from autotune.spec import load_study_spec  # noqa: E402
 from benchmarks.pages import log_divergence, quiet_libraries, write_page  # noqa: E402
 
@@ -39,7 +39,8 @@ SAMPLERS = ("nsga2", "tpe", "random")  # add gp with --samplers: seconds per tri
 def search(context, scorer, name: str, seed: int, trials: int) -> tuple[np.ndarray, float, int]:
     """One search: its trials' objective values in order, its seconds and how many distinct plans it tried."""
     base, _, variant = name.partition(":")
-    sampler = make_sampler(base, seed, trials, None if variant == "repeats" else context.space)
+    startup = max(5, min(trials, GP_TRIALS) // 4) if variant == "short-start" else None  # gp-tpe's random start-up
+    sampler = make_sampler(base, seed, trials, None if variant == "repeats" else context.space, startup)
     study = optuna.create_study(directions=["minimize"] * len(scorer.objectives), sampler=sampler)
     for plan in uniform_anchors(context.space, context.spec.anchors):
         study.enqueue_trial(context.space.params_for(plan), skip_if_exists=True)
@@ -157,7 +158,8 @@ def main() -> None:
         "",
         "Every sampler is built exactly as a study builds it (`autotune.search.make_sampler`): gp is Optuna 5's "
         "GPSampler (multi-objective), gp-tpe is GPSampler for the first 48 trials and TPE after them, random is RandomSampler; tpe proposes an untried plan where it would repeat one "
-        "(`autotune.fresh_plans`), tpe:repeats is TPE alone. The grids are ordered parameters, as in the studies: "
+        "(`autotune.fresh_plans`), tpe:repeats is TPE alone, tpe:short-start is TPE after gp-tpe's random start-up "
+        "(12 trials) instead of a quarter of the budget. The grids are ordered parameters, as in the studies: "
         "a bit-width level per layer (integer) and a stepped pruning ratio per coupled group.",
         "",
     ]
