@@ -32,6 +32,17 @@ def sampler_name(name: str, warm: bool) -> str:
 # GPSampler's phase of "gp-tpe": on fashion-cnn (Zen 2, 2026-12-05) a 48-trial GP search took 50 s and found the
 # most of any sampler at 48 trials; a 200-trial one took 426 s (docs/samplers.md).
 GP_TRIALS = 48
+FRESH_PLAN_SAMPLERS = ("tpe", "gp", "gp-tpe")  # the ones make_sampler wraps in FreshPlanSampler when given a space
+
+
+def default_startup(trials: int) -> int:
+    """Random trials before a model-based sampler proposes: a quarter of the budget, at least 5."""
+    return max(5, trials // 4)
+
+
+def gp_tpe_startup(trials: int) -> int:
+    """The random start-up of "gp-tpe": GP's phase's own quarter."""
+    return default_startup(min(trials, GP_TRIALS))
 
 
 def make_sampler(
@@ -40,9 +51,9 @@ def make_sampler(
     """The study's sampler; model-based ones start after `startup` random trials (default a quarter of the budget, at
     least 5). With `space`, TPE and GP propose a plan the study has not tried where they would repeat one
     (autotune.fresh_plans)."""
-    startup = startup if startup is not None else max(5, trials // 4)
     if name == "gp-tpe":
-        return _gp_then_tpe(seed, trials, space)
+        return _gp_then_tpe(seed, trials, space, startup if startup is not None else gp_tpe_startup(trials))
+    startup = startup if startup is not None else default_startup(trials)
     if name == "tpe":
         model = optuna.samplers.TPESampler(seed=seed, multivariate=True, n_startup_trials=startup)
     elif name == "gp":
@@ -60,10 +71,10 @@ def _fresh(model: optuna.samplers.BaseSampler, space: SearchSpace | None, seed: 
     return FreshPlanSampler(model, lambda params: space.plan_from_params(params).digest(), space.choices(), seed)
 
 
-def _gp_then_tpe(seed: int, trials: int, space: SearchSpace | None) -> optuna.samplers.BaseSampler:
-    """GPSampler for the first GP_TRIALS trials (after its random start-up), multivariate TPE from there on."""
+def _gp_then_tpe(seed: int, trials: int, space: SearchSpace | None, startup: int) -> optuna.samplers.BaseSampler:
+    """GPSampler for the first GP_TRIALS trials (after `startup` random ones), multivariate TPE from there on."""
     gp_until = min(trials, GP_TRIALS)
-    gp = optuna.samplers.GPSampler(seed=seed, n_startup_trials=max(5, gp_until // 4))
+    gp = optuna.samplers.GPSampler(seed=seed, n_startup_trials=startup)
     tpe = optuna.samplers.TPESampler(seed=seed, multivariate=True, n_startup_trials=gp_until)
     return _fresh(PhasedSampler([(0, gp), (gp_until, tpe)]), space, seed)
 

@@ -22,7 +22,7 @@ from autotune.plan import Plan
 from autotune.promotion import promote
 from autotune.proxies.latency_measured import MeasuredLatency
 from autotune.scoring import ProxyScorer
-from autotune.search import run_search, sampler_name
+from autotune.search import FRESH_PLAN_SAMPLERS, run_search, sampler_name
 from autotune.targets.base import Artifact
 from autotune.workloads.io import iter_batches, take
 from benchmarks.variants import SEARCH_VARIANTS
@@ -61,7 +61,7 @@ def autotune_plans(
     # TPE and GP propose untried plans since 2026-12-05 (search.fresh_plans): a proxy study searched before then would
     # otherwise be resumed as this one.
     chosen = sampler_name(sampler, warm=False)
-    fresh = "-fresh-plans" if context.spec.fresh_plans and chosen in ("tpe", "gp", "gp-tpe") else ""
+    fresh = "-fresh-plans" if context.spec.fresh_plans and chosen in FRESH_PLAN_SAMPLERS else ""
     # Named by the sampler "auto" stands for (TPE until 2026-12-05, GP then TPE since): a study searched under an old
     # default must not be resumed as the new one's.
     spec = dataclasses.replace(

@@ -29,7 +29,7 @@ from autotune.anchors import uniform_anchors  # noqa: E402
 from autotune.context import prepare  # noqa: E402
 from autotune.pareto import hypervolume  # noqa: E402
 from autotune.scoring import ProxyScorer  # noqa: E402
-from autotune.search import GP_TRIALS, make_sampler  # noqa: E402
+from autotune.search import gp_tpe_startup, make_sampler  # noqa: E402
 from autotune.spec import load_study_spec  # noqa: E402
 from benchmarks.pages import log_divergence, quiet_libraries, write_page  # noqa: E402
 
@@ -39,7 +39,7 @@ SAMPLERS = ("nsga2", "tpe", "random")  # add gp with --samplers: seconds per tri
 def search(context, scorer, name: str, seed: int, trials: int) -> tuple[np.ndarray, float, int]:
     """One search: its trials' objective values in order, its seconds and how many distinct plans it tried."""
     base, _, variant = name.partition(":")
-    startup = max(5, min(trials, GP_TRIALS) // 4) if variant == "short-start" else None  # gp-tpe's random start-up
+    startup = gp_tpe_startup(trials) if variant == "short-start" else None
     sampler = make_sampler(base, seed, trials, None if variant == "repeats" else context.space, startup)
     study = optuna.create_study(directions=["minimize"] * len(scorer.objectives), sampler=sampler)
     for plan in uniform_anchors(context.space, context.spec.anchors):
